@@ -1,0 +1,186 @@
+//! Aggregates: the [`Aggregate`] trait that `#[derive(Aggregate)]` implements, the
+//! [`Apply`] trait the user implements once per event, the generated event enum's
+//! [`EventSet`] trait, and [`IntoEvents`] for what command handlers return.
+
+use std::fmt;
+
+use crate::event::{DecodeFailure, Event, Payload};
+
+/// An aggregate root: a consistency boundary whose state is the fold of its events.
+///
+/// Business logic lives in two places. Command handlers are plain methods taking
+/// `&self` that validate a command against the current state and return the events
+/// that record the decision (or the user's own error). [`Apply`] impls change the state
+/// from an event and must never fail: an event is a fact that already happened.
+///
+/// Derive it and list the events:
+///
+/// ```
+/// use eventsource::{event, Aggregate, Apply};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "light.switched")]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Switched { pub on: bool }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// #[aggregate(name = "light", events(Switched))]
+/// pub struct Light { on: bool }
+///
+/// impl Apply<Switched> for Light {
+///     fn apply(&mut self, e: &Switched) { self.on = e.on; }
+/// }
+///
+/// let mut light = Light::default();
+/// light.apply_event(&LightEvent::from(Switched { on: true }));
+/// assert!(light.on);
+/// assert_eq!(<Light as Aggregate>::NAME, "light");
+/// ```
+pub trait Aggregate: Default + Send + 'static {
+    /// The aggregate type's stable name: the namespace of its streams.
+    const NAME: &'static str;
+    /// The enum of every event the aggregate records (generated as `<Name>Event`).
+    type Event: EventSet;
+
+    /// Applies one event to the state (dispatches to the [`Apply`] impls).
+    fn apply_event(&mut self, event: &Self::Event);
+}
+
+/// How an aggregate changes when one event type is applied. Implement it once for each
+/// event listed in `#[aggregate(events(...))]`.
+#[diagnostic::on_unimplemented(
+    message = "aggregate `{Self}` lists event `{E}` but does not apply it",
+    label = "missing `impl Apply<{E}> for {Self}`",
+    note = "add `impl eventsource::Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ ... }} }}`"
+)]
+pub trait Apply<E> {
+    /// Changes the state to reflect `event`. Must not fail: the event already happened.
+    fn apply(&mut self, event: &E);
+}
+
+/// The name and current version of one event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventType {
+    /// The event's stable name ([`Event::NAME`]).
+    pub name: &'static str,
+    /// The event's current version ([`Event::VERSION`]).
+    pub version: u32,
+}
+
+impl EventType {
+    /// The name and version of `E`.
+    pub const fn of<E: Event>() -> Self {
+        EventType {
+            name: E::NAME,
+            version: E::VERSION,
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// The closed set of events of one aggregate: the enum `#[derive(Aggregate)]` generates,
+/// with one variant per event type. It is the registry the store uses to encode events
+/// as (type, version, JSON) and to decode them on read.
+pub trait EventSet: fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
+    /// Every event type of the set, in declaration order.
+    const TYPES: &'static [EventType];
+
+    /// The name and current version of this event.
+    fn event_type(&self) -> EventType;
+
+    /// The event's payload as JSON text.
+    ///
+    /// # Errors
+    /// When serde cannot serialize the event (a `Serialize` impl that fails).
+    fn encode(&self) -> Result<String, serde_json::Error>;
+
+    /// Decodes a stored event of type `event_type`, stored at `event_version`.
+    ///
+    /// # Errors
+    /// [`DecodeFailure::UnknownType`] when no event of the set has that name; otherwise
+    /// the failure of that event's [`Event::decode_version`].
+    fn decode(
+        event_type: &str,
+        event_version: u32,
+        payload: Payload<'_>,
+    ) -> Result<Self, DecodeFailure>;
+}
+
+/// What a command handler may return: one event, an `Option`, a `Vec`, an array or a
+/// tuple of events, or `()` for none. Each event converts into the aggregate's event
+/// enum `E`.
+///
+/// ```
+/// use eventsource::IntoEvents;
+/// # use eventsource::{event, Aggregate, Apply};
+/// # use serde::{Deserialize, Serialize};
+/// # #[event(name = "a")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct A;
+/// # #[event(name = "b")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct B;
+/// # #[derive(Default, Aggregate)] #[aggregate(events(A, B))] pub struct Thing;
+/// # impl Apply<A> for Thing { fn apply(&mut self, _: &A) {} }
+/// # impl Apply<B> for Thing { fn apply(&mut self, _: &B) {} }
+/// let mut out: Vec<ThingEvent> = Vec::new();
+/// (A, Some(B)).into_events(&mut out);
+/// None::<A>.into_events(&mut out);
+/// assert_eq!(out, vec![ThingEvent::A(A), ThingEvent::B(B)]);
+/// ```
+pub trait IntoEvents<E> {
+    /// Pushes the events, in order, onto `out`.
+    fn into_events(self, out: &mut Vec<E>);
+}
+
+impl<E, T: Event + Into<E>> IntoEvents<E> for T {
+    fn into_events(self, out: &mut Vec<E>) {
+        out.push(self.into());
+    }
+}
+
+impl<E> IntoEvents<E> for () {
+    fn into_events(self, _out: &mut Vec<E>) {}
+}
+
+impl<E, T: IntoEvents<E>> IntoEvents<E> for Option<T> {
+    fn into_events(self, out: &mut Vec<E>) {
+        if let Some(events) = self {
+            events.into_events(out);
+        }
+    }
+}
+
+impl<E, T: Into<E>> IntoEvents<E> for Vec<T> {
+    fn into_events(self, out: &mut Vec<E>) {
+        out.extend(self.into_iter().map(Into::into));
+    }
+}
+
+impl<E, T: Into<E>, const N: usize> IntoEvents<E> for [T; N] {
+    fn into_events(self, out: &mut Vec<E>) {
+        out.extend(self.into_iter().map(Into::into));
+    }
+}
+
+macro_rules! tuple_into_events {
+    ($($name:ident)+) => {
+        impl<E, $($name: IntoEvents<E>),+> IntoEvents<E> for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn into_events(self, out: &mut Vec<E>) {
+                let ($($name,)+) = self;
+                $($name.into_events(out);)+
+            }
+        }
+    };
+}
+
+tuple_into_events!(A);
+tuple_into_events!(A B);
+tuple_into_events!(A B C);
+tuple_into_events!(A B C D);
+tuple_into_events!(A B C D F);
+tuple_into_events!(A B C D F G);
+tuple_into_events!(A B C D F G H);
+tuple_into_events!(A B C D F G H I);

@@ -1,0 +1,230 @@
+//! Errors: one narrow enum per operation, and the umbrella [`Error`].
+//!
+//! | operation | error |
+//! |---|---|
+//! | opening a store, anything the database itself refuses | [`StoreError`] |
+//! | appending | [`AppendError`] |
+//! | reading and decoding | [`ReadError`] |
+//! | running a command through a repository | [`ExecuteError`] |
+
+use std::path::PathBuf;
+
+use crate::event::{DecodeFailure, EventId, EventLocation};
+use crate::upcast::UpcastError;
+use crate::version::{ExpectedVersion, StreamId, Version};
+
+/// A failure of the storage backend, or a file that is not a store we can use.
+///
+/// Retrying can help for [`StoreError::Sqlite`] busy/locked errors and lost
+/// connections; the others need a human.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file exists but is not an eventsource store (another SQLite database, or not
+    /// SQLite at all). It was left untouched.
+    #[error("{path} is not an eventsource store: {reason}")]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The store was written by a newer eventsource with a schema this version does not
+    /// know. It was left untouched; upgrade eventsource to open it.
+    #[error("{path} has schema version {found}, newer than the supported {supported}")]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// The schema version in the file.
+        found: i64,
+        /// The newest schema version this build knows.
+        supported: i64,
+    },
+    /// SQLite reported an error.
+    #[error("sqlite error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error.
+    #[cfg(feature = "postgres")]
+    #[error("postgres error")]
+    Postgres(#[from] postgres::Error),
+}
+
+macro_rules! from_backend_errors {
+    ($($ty:ident),*) => {$(
+        impl From<rusqlite::Error> for $ty {
+            fn from(e: rusqlite::Error) -> Self {
+                $ty::Store(StoreError::Sqlite(e))
+            }
+        }
+
+        #[cfg(feature = "postgres")]
+        impl From<postgres::Error> for $ty {
+            fn from(e: postgres::Error) -> Self {
+                $ty::Store(StoreError::Postgres(e))
+            }
+        }
+    )*};
+}
+
+from_backend_errors!(AppendError, ReadError, Error);
+
+/// Why an append was refused. Nothing of a refused append is stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The stream is not at the expected version: another writer appended first. Reload
+    /// the aggregate and decide again (the repository does this for you).
+    #[error("concurrency conflict on stream {stream}: expected {expected}, found version {actual}")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's actual version.
+        actual: Version,
+    },
+    /// An event with this id is already stored (possibly by an earlier attempt of the same
+    /// append): it is never stored twice.
+    #[error("duplicate event id {event_id} appended to stream {stream}")]
+    DuplicateEventId {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The id already stored.
+        event_id: EventId,
+    },
+    /// An event's payload or metadata could not be serialized or is not JSON.
+    #[error("event `{event_type}` for stream {stream} could not be encoded as JSON")]
+    Encode {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The event type.
+        event_type: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stream would grow past [`Version::MAX`].
+    #[error("stream {stream} cannot grow past version {}", Version::MAX)]
+    VersionOverflow {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// The backend failed; the append was rolled back.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why reading or decoding stored events failed. Each variant about a stored event
+/// names where it is (position, stream, version, type and event version).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A stored event could not be decoded into the aggregate's events: unknown type,
+    /// unsupported version or a payload of the wrong shape. Add an upcaster, or fix the
+    /// code that wrote it.
+    #[error("cannot decode {at}")]
+    Decode {
+        /// Where the event is.
+        at: Box<EventLocation>,
+        /// What went wrong.
+        #[source]
+        source: DecodeFailure,
+    },
+    /// An upcaster failed on a stored event.
+    #[error("cannot upcast {at}")]
+    Upcast {
+        /// Where the event is.
+        at: Box<EventLocation>,
+        /// The upcaster's error.
+        #[source]
+        source: UpcastError,
+    },
+    /// The stored metadata is not a JSON object.
+    #[error("metadata of {at} is not a JSON object")]
+    Metadata {
+        /// Where the event is.
+        at: Box<EventLocation>,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stored event id is not a UUID.
+    #[error("event id of {at} is not a UUID")]
+    EventId {
+        /// Where the event is.
+        at: Box<EventLocation>,
+        /// The parser's error.
+        #[source]
+        source: uuid::Error,
+    },
+    /// The stream's versions are not 1, 2, 3, ...: rows were removed or inserted by hand.
+    #[error("stream {stream} skips from version {after} to {found}")]
+    VersionGap {
+        /// The stream.
+        stream: StreamId,
+        /// The last version read before the gap.
+        after: Version,
+        /// The version found instead of the next one.
+        found: Version,
+    },
+    /// A stored column holds a value out of range (a negative version, for example).
+    #[error("corrupt row at position {position}: {reason}")]
+    Corrupt {
+        /// The row's global position.
+        position: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why [`Repository::execute`](crate::Repository::execute) did not commit. Nothing of a
+/// failed command is stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecuteError<E> {
+    /// The command handler refused the command with the user's own error.
+    #[error("command rejected")]
+    Domain(#[source] E),
+    /// Other writers kept appending to the stream: the handler ran `attempts` times and
+    /// each time lost the race. Retry later or report the contention.
+    #[error(
+        "concurrency conflict on stream {stream} after {attempts} attempts: expected version {expected}, found {actual}"
+    )]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// The version the last attempt decided on.
+        expected: Version,
+        /// The version found when appending.
+        actual: Version,
+        /// How many times the handler ran.
+        attempts: u32,
+    },
+    /// Loading the aggregate failed.
+    #[error("loading the aggregate failed")]
+    Read(#[source] ReadError),
+    /// Appending the events failed for another reason than a conflict.
+    #[error("appending the events failed")]
+    Append(#[source] AppendError),
+}
+
+/// Any error of this crate except a command's domain error; convenient with `?`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// See [`AppendError`].
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// See [`ReadError`].
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// `Result` with this crate's umbrella [`Error`] by default.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

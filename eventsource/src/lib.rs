@@ -1,0 +1,88 @@
+//! Event-sourced aggregates on an append-only store.
+//!
+//! Annotate plain domain structs: `#[event]` on each event type, `#[derive(Aggregate)]`
+//! on the aggregate root. Command handlers are plain methods that return events; a
+//! [`Repository`] loads the aggregate by replaying its stream, runs the handler and
+//! appends the new events under optimistic concurrency, all in one append-only table.
+//!
+//! ```
+//! use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[event(name = "account.opened")]
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! pub struct AccountOpened { pub owner: String }
+//!
+//! #[event(name = "money.deposited")]
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! pub struct MoneyDeposited { pub amount: u64 }
+//!
+//! #[derive(Debug, Default, Aggregate)]
+//! #[aggregate(name = "account", events(AccountOpened, MoneyDeposited))]
+//! pub struct Account { owner: String, balance: u64 }
+//!
+//! impl Apply<AccountOpened> for Account {
+//!     fn apply(&mut self, e: &AccountOpened) { self.owner = e.owner.clone(); }
+//! }
+//! impl Apply<MoneyDeposited> for Account {
+//!     fn apply(&mut self, e: &MoneyDeposited) { self.balance += e.amount; }
+//! }
+//!
+//! let accounts = Repository::<Account, _>::new(SqliteStore::in_memory()?);
+//! accounts.execute("acc-1", |_| Ok::<_, std::convert::Infallible>(AccountOpened { owner: "ann".into() }))?;
+//! accounts.execute("acc-1", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 10 }))?;
+//! let acc = accounts.load("acc-1")?;
+//! assert_eq!((acc.state.balance, acc.version.get()), (10, 2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod aggregate;
+mod error;
+mod event;
+mod repository;
+pub mod store;
+mod upcast;
+mod version;
+
+pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
+pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
+pub use crate::event::{
+    DecodeFailure, Event, EventId, EventLocation, Metadata, NewEvent, Payload, RecordedEvent,
+    RecordedEventRef, Timestamp,
+};
+pub use crate::repository::{Committed, Loaded, Repository};
+#[cfg(feature = "postgres")]
+pub use crate::store::PostgresStore;
+pub use crate::store::{AppendResult, EventStore, SqliteOptions, SqliteStore, Synchronous};
+pub use crate::upcast::{RawEvent, UpcastError, Upcasters};
+pub use crate::version::{ExpectedVersion, Position, StreamId, Version};
+
+/// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
+#[cfg(feature = "derive")]
+pub use eventsource_derive::Aggregate;
+/// `#[event(name = "...", version = N, upcast_from = Old)]`: implements [`Event`].
+#[cfg(feature = "derive")]
+pub use eventsource_derive::event;
+
+/// Not public API: what the macros' generated code refers to.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+
+    /// Byte-wise string equality usable in constants (duplicate event names are found at
+    /// compile time).
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}

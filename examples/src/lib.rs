@@ -1,0 +1,1 @@
+//! Runnable examples of eventsource: see the `[[example]]` targets in Cargo.toml.

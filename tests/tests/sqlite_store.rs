@@ -1,0 +1,210 @@
+//! `SqliteStore` on real files: the schema, the append-only triggers, refusing files
+//! that are not ours, WAL and durability settings, several handles on one file.
+
+use std::fs;
+
+use eventsource::{
+    EventStore, ExpectedVersion, NewEvent, Position, SqliteOptions, SqliteStore, StoreError,
+    StreamId, Synchronous, Version,
+};
+use eventsource_tests::{TempStore, raw_sqlite};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn note(n: u32) -> NewEvent {
+    NewEvent::new("note.added", 1, format!(r#"{{"n":{n}}}"#))
+}
+
+fn pragma(path: &std::path::Path, name: &str) -> rusqlite::Result<String> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.query_row(&format!("SELECT * FROM pragma_{name}"), [], |r| {
+        r.get::<_, rusqlite::types::Value>(0).map(|v| match v {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+    })
+}
+
+#[test]
+fn the_events_table_refuses_update_and_delete_from_a_plain_connection() -> TestResult {
+    let tmp = TempStore::new()?;
+    let store = SqliteStore::open(&tmp.path)?;
+    store.append(
+        &StreamId::new("note", "1"),
+        ExpectedVersion::Any,
+        &[note(1), note(2)],
+    )?;
+    for sql in [
+        "UPDATE events SET payload = '{}'",
+        "UPDATE events SET version = version + 10 WHERE position = 1",
+        "DELETE FROM events",
+        "DELETE FROM events WHERE position = 2",
+    ] {
+        let err = raw_sqlite(&tmp.path, sql)
+            .err()
+            .ok_or(format!("`{sql}` succeeded"))?;
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let stored: Vec<_> = store.read_all(Position::START).collect::<Result<_, _>>()?;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].payload, r#"{"n":1}"#);
+    Ok(())
+}
+
+#[test]
+fn a_new_file_is_in_wal_mode_with_full_sync_by_default() -> TestResult {
+    let tmp = TempStore::new()?;
+    let _store = SqliteStore::open(&tmp.path)?;
+    assert_eq!(pragma(&tmp.path, "journal_mode")?, "wal");
+    assert_eq!(pragma(&tmp.path, "user_version")?, "1");
+    assert_eq!(
+        pragma(&tmp.path, "application_id")?,
+        0x4553_5243.to_string()
+    );
+    Ok(())
+}
+
+#[test]
+fn synchronous_normal_can_be_chosen() -> TestResult {
+    let tmp = TempStore::new()?;
+    let store = SqliteStore::open_with(
+        &tmp.path,
+        SqliteOptions::new().synchronous(Synchronous::Normal),
+    )?;
+    store.append(
+        &StreamId::new("n", "1"),
+        ExpectedVersion::NoStream,
+        &[note(1)],
+    )?;
+    drop(store);
+    let store = SqliteStore::open(&tmp.path)?;
+    assert_eq!(
+        store.stream_version(&StreamId::new("n", "1"))?,
+        Version::new(1)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() -> TestResult {
+    let tmp = TempStore::new()?;
+    let junk = b"this is a text file, not a database\n".repeat(200);
+    fs::write(&tmp.path, &junk)?;
+    let err = SqliteStore::open(&tmp.path)
+        .err()
+        .ok_or("opened a text file")?;
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(fs::read(&tmp.path)?, junk);
+    Ok(())
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_untouched() -> TestResult {
+    let tmp = TempStore::new()?;
+    raw_sqlite(&tmp.path, "CREATE TABLE invoices (id INTEGER PRIMARY KEY)")?;
+    let before = fs::read(&tmp.path)?;
+    let err = SqliteStore::open(&tmp.path)
+        .err()
+        .ok_or("opened a foreign db")?;
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+    assert_eq!(fs::read(&tmp.path)?, before);
+    Ok(())
+}
+
+#[test]
+fn a_store_from_a_newer_schema_is_refused_and_left_untouched() -> TestResult {
+    let tmp = TempStore::new()?;
+    drop(SqliteStore::open(&tmp.path)?);
+    // Checkpoint the WAL into the file, then mark it as a future schema.
+    let conn = rusqlite::Connection::open(&tmp.path)?;
+    conn.pragma_update(None, "user_version", 99)?;
+    conn.pragma_update(None, "journal_mode", "DELETE")?;
+    drop(conn);
+    let before = fs::read(&tmp.path)?;
+    match SqliteStore::open(&tmp.path) {
+        Err(StoreError::NewerSchema {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (99, 1)),
+        other => panic!("expected a newer-schema error, got {other:?}"),
+    }
+    assert_eq!(fs::read(&tmp.path)?, before);
+    Ok(())
+}
+
+#[test]
+fn a_directory_is_refused() -> TestResult {
+    let tmp = TempStore::new()?;
+    let err = SqliteStore::open(tmp.dir.path())
+        .err()
+        .ok_or("opened a directory")?;
+    assert!(matches!(err, StoreError::NotAStore { .. }));
+    assert!(err.to_string().contains("directory"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn two_handles_on_one_file_see_each_others_appends_and_conflict() -> TestResult {
+    let tmp = TempStore::new()?;
+    let a = SqliteStore::open(&tmp.path)?;
+    let b = SqliteStore::open(&tmp.path)?;
+    let s = StreamId::new("note", "x");
+    a.append(&s, ExpectedVersion::NoStream, &[note(1)])?;
+    assert_eq!(b.stream_version(&s)?, Version::new(1));
+    let lost = b.append(&s, ExpectedVersion::NoStream, &[note(2)]);
+    assert!(matches!(
+        lost,
+        Err(eventsource::AppendError::Conflict { actual, .. }) if actual == Version::new(1)
+    ));
+    b.append(&s, ExpectedVersion::Exact(Version::new(1)), &[note(2)])?;
+    let versions: Vec<u64> = a
+        .read_stream(&s, Version::new(1))
+        .map(|e| e.map(|e| e.version.get()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(versions, [1, 2]);
+    Ok(())
+}
+
+#[test]
+fn long_streams_are_read_in_pages_in_version_order() -> TestResult {
+    let tmp = TempStore::new()?;
+    let store = SqliteStore::open(&tmp.path)?;
+    let s = StreamId::new("note", "long");
+    let other = StreamId::new("note", "other");
+    for chunk in 0..3u32 {
+        let batch: Vec<_> = (0..500).map(|i| note(chunk * 500 + i)).collect();
+        store.append(&s, ExpectedVersion::Any, &batch)?;
+        store.append(&other, ExpectedVersion::Any, &[note(0)])?;
+    }
+    let mut expected = 1;
+    for event in store.read_stream(&s, Version::new(1)) {
+        let event = event?;
+        assert_eq!(event.version, Version::new(expected));
+        assert_eq!(event.payload, format!(r#"{{"n":{}}}"#, expected - 1));
+        expected += 1;
+    }
+    assert_eq!(expected, 1501);
+    let from_1200 = store.read_stream(&s, Version::new(1200)).count();
+    assert_eq!(from_1200, 301);
+    let mut last = Position::START;
+    let mut all = 0;
+    for event in store.read_all(Position::START) {
+        let event = event?;
+        assert!(event.position > last);
+        last = event.position;
+        all += 1;
+    }
+    assert_eq!(all, 1503);
+    Ok(())
+}
+
+#[test]
+fn the_in_memory_store_behaves_like_a_file() -> TestResult {
+    let store = SqliteStore::in_memory()?;
+    let s = StreamId::new("note", "m");
+    store.append(&s, ExpectedVersion::NoStream, &[note(1), note(2)])?;
+    assert_eq!(store.read_stream(&s, Version::new(2)).count(), 1);
+    assert!(store.path().is_none());
+    Ok(())
+}

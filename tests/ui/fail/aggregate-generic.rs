@@ -1,0 +1,14 @@
+use eventsource::{Aggregate, event};
+use serde::{Deserialize, Serialize};
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opened;
+
+#[derive(Default, Aggregate)]
+#[aggregate(events(Opened))]
+pub struct Account<T> {
+    owner: T,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use eventsource::Aggregate;
+
+#[derive(Default, Aggregate)]
+#[aggregate(name = "account")]
+pub struct Account;
+
+fn main() {
+    let _ = <Account as Aggregate>::NAME;
+}
