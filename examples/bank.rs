@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example bank                 # writes ./bank.db
 //! cargo run --example bank -- /tmp/my.db   # any path
+//! cargo run --example bank -- "host=127.0.0.1 user=postgres dbname=test"   # PostgreSQL
 //! ```
 //!
 //! Running it again continues with the same accounts: every run appends, nothing is
@@ -15,8 +16,8 @@ use std::error::Error;
 use std::fmt;
 
 use eventsource::{
-    Aggregate, Apply, EventStore, ExecuteError, ExpectedVersion, Metadata, NewEvent, Repository,
-    SqliteStore, event,
+    Aggregate, Apply, EventStore, ExecuteError, ExpectedVersion, Metadata, NewEvent, PostgresStore,
+    Repository, SqliteStore, event,
 };
 use serde::{Deserialize, Serialize};
 
@@ -158,11 +159,43 @@ impl Account {
 // ---- The application: a repository over a store. ----
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "bank.db".into());
-    println!("store: {path} (SQLite)");
-    let store = SqliteStore::open(&path)?;
-    let accounts = Repository::<Account, _>::new(store);
+    let target = std::env::args().nth(1).unwrap_or_else(|| "bank.db".into());
+    // A PostgreSQL connection string (URL or key=value form), or a SQLite file path.
+    let is_postgres = target.starts_with("postgres://")
+        || target.starts_with("postgresql://")
+        || target.contains("host=");
+    if is_postgres {
+        println!("store: PostgreSQL ({target})");
+        let store = PostgresStore::connect_with_schema(&target, "bank_example")?;
+        run(&Repository::<Account, _>::new(store))?;
+        let mut raw = postgres::Client::connect(&target, postgres::NoTls)?;
+        refuse_rewrites(|sql| {
+            raw.batch_execute(&format!("SET search_path TO bank_example; {sql}"))
+                .map_err(|e| {
+                    e.as_db_error()
+                        .map_or(e.to_string(), |db| db.message().to_owned())
+                })
+        });
+    } else {
+        println!("store: {target} (SQLite)");
+        run(&Repository::<Account, _>::new(SqliteStore::open(&target)?))?;
+        let raw = rusqlite::Connection::open(&target)?;
+        refuse_rewrites(|sql| raw.execute_batch(sql).map_err(|e| e.to_string()));
+    }
+    Ok(())
+}
 
+/// The table is append-only: the database itself refuses to rewrite history.
+fn refuse_rewrites(mut execute: impl FnMut(&str) -> Result<(), String>) {
+    for sql in ["UPDATE events SET payload = '{}'", "DELETE FROM events"] {
+        match execute(sql) {
+            Ok(()) => println!("`{sql}` succeeded (unexpected!)"),
+            Err(e) => println!("`{sql}` refused: {e}"),
+        }
+    }
+}
+
+fn run<S: EventStore>(accounts: &Repository<Account, S>) -> Result<(), Box<dyn Error>> {
     // Load, decide, append: one call per command.
     let teller = Metadata::new()
         .actor("teller-7")
@@ -208,13 +241,5 @@ fn main() -> Result<(), Box<dyn Error>> {
         old.state.owner, old.state.currency
     );
 
-    // The table is append-only: the database itself refuses to rewrite history.
-    let raw = rusqlite::Connection::open(&path)?;
-    for sql in ["UPDATE events SET payload = '{}'", "DELETE FROM events"] {
-        match raw.execute(sql, []) {
-            Ok(n) => println!("`{sql}` changed {n} rows (unexpected!)"),
-            Err(e) => println!("`{sql}` refused: {e}"),
-        }
-    }
     Ok(())
 }
