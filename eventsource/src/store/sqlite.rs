@@ -1,8 +1,9 @@
 //! The embedded default: every event in one append-only table of one SQLite file; see
 //! [`SqliteStore`].
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -84,10 +85,23 @@ impl Synchronous {
 /// let store = SqliteStore::open_with(&path, options)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteOptions {
     synchronous: Synchronous,
     busy_timeout: Duration,
+    on_connect: Option<Arc<ConnectHook>>,
+}
+
+type ConnectHook = dyn Fn(&Connection) -> rusqlite::Result<()> + Send + Sync;
+
+impl fmt::Debug for SqliteOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteOptions")
+            .field("synchronous", &self.synchronous)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("on_connect", &self.on_connect.is_some())
+            .finish()
+    }
 }
 
 impl SqliteOptions {
@@ -96,7 +110,28 @@ impl SqliteOptions {
         SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            on_connect: None,
         }
+    }
+
+    /// Runs `hook` on every connection the store opens, after the store has configured
+    /// it: to set further pragmas (`cache_size`, `max_page_count`, ...), register SQL
+    /// functions, or install tracing and authorizer hooks.
+    ///
+    /// ```
+    /// use eventsource::{SqliteOptions, SqliteStore};
+    ///
+    /// let options = SqliteOptions::new().on_connect(|conn| conn.pragma_update(None, "cache_size", -65_536));
+    /// let store = SqliteStore::in_memory_with(options)?;
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn on_connect(
+        mut self,
+        hook: impl Fn(&Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connect = Some(Arc::new(hook));
+        self
     }
 
     /// Chooses the durability of commits.
@@ -180,7 +215,7 @@ impl SqliteStore {
         let conn = connect(path, &options)?;
         prepare_schema(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+        configure(&conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             readers: Some(Mutex::new(Vec::new())),
@@ -194,13 +229,22 @@ impl SqliteStore {
     /// # Errors
     /// When SQLite cannot allocate the database.
     pub fn in_memory() -> Result<Self, StoreError> {
+        Self::in_memory_with(SqliteOptions::new())
+    }
+
+    /// A store in memory with `options`.
+    ///
+    /// # Errors
+    /// When SQLite cannot allocate the database, or the `on_connect` hook fails.
+    pub fn in_memory_with(options: SqliteOptions) -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory()?;
         prepare_schema(&conn, Path::new(":memory:"))?;
+        configure(&conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             readers: None,
             path: None,
-            options: SqliteOptions::new(),
+            options,
         })
     }
 
@@ -224,9 +268,12 @@ impl SqliteStore {
             return f(&self.writer());
         };
         let idle = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => connect(path, &self.options)?,
+        let conn = if let Some(conn) = idle {
+            conn
+        } else {
+            let conn = connect(path, &self.options)?;
+            configure(&conn, &self.options)?;
+            conn
         };
         let result = f(&conn);
         readers
@@ -244,6 +291,15 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreErro
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(options.busy_timeout)?;
     Ok(conn)
+}
+
+/// Settings of every connection, once the schema is known to be ours.
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreError> {
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+    if let Some(hook) = &options.on_connect {
+        hook(conn)?;
+    }
+    Ok(())
 }
 
 /// Checks that the file is an eventsource store of a schema we know, creating the
@@ -503,7 +559,7 @@ fn text<'r>(
         .map_err(|e| corrupt(position, column, &e))
 }
 
-fn corrupt(position: i64, column: &str, e: &dyn std::fmt::Display) -> ReadError {
+fn corrupt(position: i64, column: &str, e: &dyn fmt::Display) -> ReadError {
     ReadError::Corrupt {
         position,
         reason: format!("column `{column}`: {e}"),
