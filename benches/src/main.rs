@@ -9,6 +9,7 @@
 mod domain;
 mod raw;
 mod report;
+mod upcast;
 mod workloads;
 
 use std::error::Error;
@@ -18,7 +19,7 @@ use std::error::Error;
 pub struct Options {
     /// Multiplies every workload's size (1.0 = the sizes of the README table).
     pub scale: f64,
-    /// Which workloads to run (letters A to F).
+    /// Which workloads to run (letters A to G).
     pub only: String,
     /// A PostgreSQL connection string, to add PostgreSQL rows.
     pub postgres: Option<String>,
@@ -39,7 +40,7 @@ impl Options {
     fn parse() -> Result<Self, String> {
         let mut options = Options {
             scale: 1.0,
-            only: "ABCDEF".into(),
+            only: "ABCDEFG".into(),
             postgres: std::env::var("EVENTSOURCE_POSTGRES_URL").ok(),
         };
         let mut args = std::env::args().skip(1);
@@ -75,6 +76,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             'D' => workloads::concurrent_writers(&options, dir.path())?,
             'E' => workloads::snapshot_load(&options, dir.path())?,
             'F' => workloads::growth(&options, dir.path())?,
+            'G' => upcast::bench(&options, dir.path())?,
             other => return Err(format!("unknown workload `{other}`").into()),
         }
     }

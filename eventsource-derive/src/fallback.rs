@@ -32,6 +32,7 @@ pub(crate) fn aggregate(aggregate: &Aggregate, error: syn::Error) -> TokenStream
         #[allow(unused_qualifications)]
         impl #krate::EventSet for #enum_ident {
             const TYPES: &'static [#krate::EventType] = &[];
+            const HISTORIES: &'static [&'static [#krate::EventSchema]] = &[];
 
             fn event_type(&self) -> #krate::EventType {
                 match *self {}
@@ -75,7 +76,8 @@ pub(crate) fn aggregate(aggregate: &Aggregate, error: syn::Error) -> TokenStream
 }
 
 /// The user's item unchanged, the error and, when the item is a struct we can implement
-/// `Event` for, an impl with the name and version given (or their defaults).
+/// `Event` for, an impl with the name and version given (or their defaults) and an empty
+/// shape.
 pub(crate) fn event(
     item: TokenStream,
     target: Option<&ItemStruct>,
@@ -94,6 +96,7 @@ pub(crate) fn event(
             impl #krate::Event for #ident {
                 const NAME: &'static ::core::primitive::str = #name;
                 const VERSION: ::core::primitive::u32 = #version;
+                const SCHEMA: &'static ::core::primitive::str = "";
             }
         }
     });

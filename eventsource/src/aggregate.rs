@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::event::{DecodeFailure, Event, Payload};
+use crate::history::EventSchema;
 
 /// An aggregate root: a consistency boundary whose state is the fold of its events.
 ///
@@ -86,9 +87,41 @@ impl fmt::Display for EventType {
 /// The closed set of events of one aggregate: the enum `#[derive(Aggregate)]` generates,
 /// with one variant per event type. It is the registry the store uses to encode events
 /// as (type, version, JSON) and to decode them on read.
+///
+/// ```
+/// use eventsource::{event, Aggregate, Apply, EventSet, Payload};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "switched")]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct SwitchedV1;
+///
+/// #[event(name = "light.switched", version = 2, upcast_from = SwitchedV1)]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Switched { pub on: bool }
+///
+/// impl From<SwitchedV1> for Switched {
+///     fn from(_: SwitchedV1) -> Self { Switched { on: true } }
+/// }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// #[aggregate(name = "light", events(Switched))]
+/// pub struct Light { on: bool }
+/// # impl Apply<Switched> for Light { fn apply(&mut self, e: &Switched) { self.on = e.on; } }
+///
+/// // What the aggregate decodes: `light.switched@2`, and `switched@1` through the chain.
+/// let decodes: Vec<String> = LightEvent::HISTORIES[0].iter().map(ToString::to_string).collect();
+/// assert_eq!(decodes, ["light.switched@2", "switched@1"]);
+/// let old = LightEvent::decode("switched", 1, Payload::Text("null"))?;
+/// assert_eq!(old, LightEvent::Switched(Switched { on: true }));
+/// # Ok::<(), eventsource::DecodeFailure>(())
+/// ```
 pub trait EventSet: fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
     /// Every event type of the set, in declaration order.
     const TYPES: &'static [EventType];
+    /// For each event type, in the order of [`EventSet::TYPES`], its
+    /// [`Event::HISTORY`]: every stored (name, version) the set decodes, with its shape.
+    const HISTORIES: &'static [&'static [EventSchema]];
 
     /// The name and current version of this event.
     fn event_type(&self) -> EventType;
@@ -99,11 +132,13 @@ pub trait EventSet: fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
     /// When serde cannot serialize the event (a `Serialize` impl that fails).
     fn encode(&self) -> Result<String, serde_json::Error>;
 
-    /// Decodes a stored event of type `event_type`, stored at `event_version`.
+    /// Decodes a stored event of type `event_type`, stored at `event_version`, with the
+    /// event type whose history holds that (name, version).
     ///
     /// # Errors
-    /// [`DecodeFailure::UnknownType`] when no event of the set has that name; otherwise
-    /// the failure of that event's [`Event::decode_version`].
+    /// [`DecodeFailure::UnknownType`] when no history of the set has that name;
+    /// [`DecodeFailure::UnsupportedVersion`] when one has the name at other versions
+    /// only; otherwise the failure of that event's [`Event::decode_version`].
     fn decode(
         event_type: &str,
         event_version: u32,

@@ -6,11 +6,12 @@
 //! | appending | [`AppendError`] |
 //! | reading and decoding | [`ReadError`] |
 //! | running a command through a repository | [`ExecuteError`] |
+//! | registering upcasters (when a repository is built) | [`RegistrationError`] |
 
 use std::path::PathBuf;
 
 use crate::event::{DecodeFailure, EventId, EventLocation};
-use crate::upcast::UpcastError;
+use crate::upcast::{RegistrationError, UpcastError};
 use crate::version::{ExpectedVersion, StreamId, Version};
 
 /// A failure of the storage backend, or a file that is not a store we can use.
@@ -40,6 +41,16 @@ pub enum StoreError {
         /// The newest schema version this build knows.
         supported: i64,
     },
+    /// The store does not implement an optional feature.
+    #[error("this store does not support {feature}")]
+    Unsupported {
+        /// The feature, e.g. "idempotent commands".
+        feature: &'static str,
+    },
+    /// The thread committing a group of appends panicked: the append's outcome is
+    /// unknown (it may or may not be stored). Reload and check before retrying.
+    #[error("the append was interrupted: the thread committing it panicked")]
+    Interrupted,
     /// SQLite reported an error.
     #[error("sqlite error")]
     Sqlite(#[from] rusqlite::Error),
@@ -91,6 +102,14 @@ pub enum AppendError {
         stream: StreamId,
         /// The id already stored.
         event_id: EventId,
+    },
+    /// The command id is already recorded: the command ran before, and this append was
+    /// not stored. [`EventStore::command`](crate::EventStore::command) returns what it
+    /// stored then.
+    #[error("command `{command_id}` was already executed")]
+    DuplicateCommand {
+        /// The command id.
+        command_id: String,
     },
     /// An event's payload or metadata could not be serialized or is not JSON.
     #[error("event `{event_type}` for stream {stream} could not be encoded as JSON")]
@@ -203,6 +222,15 @@ pub enum ExecuteError<E> {
         /// How many times the handler ran.
         attempts: u32,
     },
+    /// The command id was already used for a command on another stream. Command ids
+    /// must be unique per command, across streams.
+    #[error("command id `{command_id}` was already used on stream {stream}")]
+    CommandIdReused {
+        /// The command id.
+        command_id: String,
+        /// The stream it was used on.
+        stream: StreamId,
+    },
     /// Loading the aggregate failed.
     #[error("loading the aggregate failed")]
     Read(#[source] ReadError),
@@ -224,6 +252,9 @@ pub enum Error {
     /// See [`ReadError`].
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// See [`RegistrationError`].
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
 }
 
 /// `Result` with this crate's umbrella [`Error`] by default.

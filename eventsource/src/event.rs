@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::history::EventSchema;
 use crate::version::{Position, StreamId, Version};
 
 /// A domain event: a fact that happened, named in the past tense, with a stable name and
@@ -28,11 +29,14 @@ use crate::version::{Position, StreamId, Version};
 ///
 /// assert_eq!(AccountOpened::NAME, "account.opened");
 /// assert_eq!(AccountOpened::VERSION, 1);
+/// assert_eq!(AccountOpened::SCHEMA, "{owner: String}");
 /// ```
 ///
 /// The name must never change once events of the type are stored (rename the Rust type
 /// freely). Bump the version whenever the JSON shape changes, and keep the old shape
-/// readable through `upcast_from` or an [`Upcasters`](crate::Upcasters) entry.
+/// readable through `upcast_from` or an [`Upcasters`](crate::Upcasters) entry; the
+/// [schema lock](crate::schema) fails a test when the shape changes and the version
+/// does not.
 pub trait Event:
     fmt::Debug + Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
 {
@@ -40,6 +44,19 @@ pub trait Event:
     const NAME: &'static str;
     /// The current version of the event's JSON shape, starting at 1.
     const VERSION: u32;
+    /// The fingerprint of the JSON shape: field names, types as written and the serde
+    /// attributes that change the JSON, on one canonical line (named fields sorted), e.g.
+    /// `{amount: u64, #[serde(default)] memo: String}`. `#[event]` writes it; the
+    /// [schema lock](crate::schema) compares it with the locked one.
+    ///
+    /// Types are fingerprinted as written, not expanded: a change inside a field's own
+    /// struct is not seen here (keep [golden samples](crate::schema::check_samples) for
+    /// those).
+    const SCHEMA: &'static str;
+    /// Every stored (name, version) this type decodes, with its shape: the current
+    /// version first, then each type of its `upcast_from` chain, newest to oldest (their
+    /// names may differ: the chain may cross a rename).
+    const HISTORY: &'static [EventSchema] = &[EventSchema::of::<Self>()];
 
     /// Decodes a payload stored as version `version` of this event.
     ///
@@ -454,6 +471,49 @@ impl RecordedEventRef<'_> {
             payload: self.payload.to_owned(),
             metadata,
         })
+    }
+}
+
+/// What replaying an aggregate needs of a stored event: where it is and what it says,
+/// borrowed from the row being read. Handed to the visitor of
+/// [`EventStore::replay_stream_with`](crate::EventStore::replay_stream_with), which lets
+/// a backend skip the columns replay does not need (id, timestamp, metadata).
+#[derive(Debug, Clone, Copy)]
+pub struct EventData<'a> {
+    /// Place in the global order.
+    pub position: Position,
+    /// Version of the event within its stream (1, 2, ...).
+    pub version: Version,
+    /// The event's stable name.
+    pub event_type: &'a str,
+    /// The version of the payload's shape when it was written.
+    pub event_version: u32,
+    /// The payload as JSON text.
+    pub payload: &'a str,
+}
+
+impl EventData<'_> {
+    /// Where the event is, for error messages.
+    pub fn location(&self, stream: &StreamId) -> EventLocation {
+        EventLocation {
+            position: self.position,
+            stream: stream.clone(),
+            version: self.version,
+            event_type: self.event_type.to_owned(),
+            event_version: self.event_version,
+        }
+    }
+}
+
+impl<'a> From<RecordedEventRef<'a>> for EventData<'a> {
+    fn from(e: RecordedEventRef<'a>) -> Self {
+        EventData {
+            position: e.position,
+            version: e.version,
+            event_type: e.event_type,
+            event_version: e.event_version,
+            payload: e.payload,
+        }
     }
 }
 

@@ -37,24 +37,34 @@
 //! ```
 
 mod aggregate;
+mod cache;
 mod error;
 mod event;
+mod history;
 mod repository;
+pub mod schema;
+mod snapshot;
 pub mod store;
 mod upcast;
+mod verify;
 mod version;
 
 pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
 pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
 pub use crate::event::{
-    DecodeFailure, Event, EventId, EventLocation, Metadata, NewEvent, Payload, RecordedEvent,
-    RecordedEventRef, Timestamp,
+    DecodeFailure, Event, EventData, EventId, EventLocation, Metadata, NewEvent, Payload,
+    RecordedEvent, RecordedEventRef, Timestamp,
 };
+pub use crate::history::EventSchema;
 pub use crate::repository::{Committed, Loaded, Repository};
+pub use crate::snapshot::{Snapshot, SnapshotPolicy};
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
-pub use crate::store::{AppendResult, EventStore, SqliteOptions, SqliteStore, Synchronous};
-pub use crate::upcast::{RawEvent, UpcastError, Upcasters};
+pub use crate::store::{
+    AppendResult, CommandRecord, EventStore, SqliteOptions, SqliteStore, Synchronous,
+};
+pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
+pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
 pub use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
 /// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
@@ -68,6 +78,8 @@ pub use eventsource_derive::event;
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
+
+    pub use crate::history::{Found, find_in_history, histories_overlap, prepend_history};
 
     /// Byte-wise string equality usable in constants (duplicate event names are found at
     /// compile time).

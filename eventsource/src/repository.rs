@@ -7,9 +7,14 @@ use std::marker::PhantomData;
 
 use crate::aggregate::{Aggregate, EventSet, IntoEvents};
 use crate::error::{AppendError, ExecuteError, ReadError};
-use crate::event::{DecodeFailure, EventId, Metadata, NewEvent, Payload, RecordedEventRef};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::StateCache;
+use crate::event::{EventData, EventId, Metadata, NewEvent, Payload, Timestamp};
+use crate::snapshot::{Snapshot, SnapshotPolicy};
 use crate::store::EventStore;
-use crate::upcast::{RawEvent, Upcasters};
+use crate::upcast::{LiftError, Upcasters};
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
 /// An aggregate's state as loaded from its stream.
@@ -36,6 +41,10 @@ pub struct Committed<A: Aggregate> {
     pub positions: Vec<Position>,
     /// The aggregate's state with the new events applied.
     pub state: A,
+    /// Whether this is the recorded outcome of an idempotent command that had already
+    /// run ([`Repository::execute_once`]): its handler did not run again and nothing was
+    /// appended; `state` is the aggregate as of the command.
+    pub already_done: bool,
 }
 
 /// Loads and changes aggregates of type `A` stored in `S`.
@@ -84,7 +93,16 @@ pub struct Repository<A, S> {
     store: S,
     upcasters: Upcasters,
     retries: u32,
+    cache: Option<StateCache<A>>,
+    snapshots: Option<Snapshots<A>>,
     aggregate: PhantomData<fn() -> A>,
+}
+
+/// How a repository takes and reads snapshots of `A`.
+struct Snapshots<A> {
+    policy: SnapshotPolicy,
+    encode: fn(&A) -> serde_json::Result<String>,
+    decode: fn(&str) -> serde_json::Result<A>,
 }
 
 /// How often [`Repository::execute`] reruns a command after a conflict, by default.
@@ -97,13 +115,96 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             store,
             upcasters: Upcasters::new(),
             retries: DEFAULT_RETRIES,
+            cache: None,
+            snapshots: None,
             aggregate: PhantomData,
         }
     }
 
-    /// Uses `upcasters` to lift old stored events on every read.
+    /// Keeps the states of up to `capacity` recently used aggregates in memory, so a
+    /// command on one of them skips the replay. Safe with other writers: the append still
+    /// expects the cached version, and a stale state costs one conflict and a replay.
+    ///
+    /// ```
+    /// # use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
+    /// # #[derive(Debug, Default, Clone, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
+    /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?).with_cache(10_000);
+    /// for _ in 0..3 {
+    ///     clocks.execute("c", |_| Ok::<_, std::convert::Infallible>(Ticked))?;
+    /// }
+    /// assert_eq!(clocks.load("c")?.state.ticks, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
-    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+    pub fn with_cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = Some(StateCache::new(capacity, A::clone));
+        self
+    }
+
+    /// Takes a snapshot of an aggregate's state whenever `policy` says it is due, and
+    /// starts loads from the newest usable snapshot instead of the first event. Snapshots
+    /// are a cache beside the events table: one that cannot be read (another state
+    /// version, a changed struct) is ignored and the stream replayed, and failing to
+    /// save one does not fail the command.
+    ///
+    /// ```
+    /// # use eventsource::{event, Aggregate, Apply, EventStore, Repository, SnapshotPolicy, SqliteStore, Version};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
+    /// # #[derive(Debug, Default, Serialize, Deserialize, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
+    /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?)
+    ///     .with_snapshots(SnapshotPolicy::every(2));
+    /// for _ in 0..5 {
+    ///     clocks.execute("c", |_| Ok::<_, std::convert::Infallible>(Ticked))?;
+    /// }
+    /// let stream = clocks.stream_id("c");
+    /// let snapshot = clocks.store().load_snapshot(&stream, Version::MAX, 1)?;
+    /// assert_eq!(snapshot.map(|s| s.version), Some(Version::new(4)));
+    /// assert_eq!(clocks.load("c")?.state.ticks, 5); // snapshot at 4, then event 5
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        self.snapshots = Some(Snapshots {
+            policy,
+            encode: serde_json::to_string::<A>,
+            decode: |json| serde_json::from_str(json),
+        });
+        self
+    }
+
+    /// Uses `upcasters` to lift old stored events on every read, after checking them
+    /// against the aggregate's events ([`Upcasters::validate`]), so a registration
+    /// mistake fails here and not at the first read.
+    ///
+    /// # Errors
+    /// [`RegistrationError`](crate::RegistrationError) when two upcasters lift the same
+    /// stored (type, version), a chain ends at a version the aggregate does not decode,
+    /// or upcasters form a cycle.
+    pub fn with_upcasters(
+        mut self,
+        upcasters: Upcasters,
+    ) -> Result<Self, crate::upcast::RegistrationError> {
+        upcasters.validate::<A::Event>()?;
+        self.upcasters = upcasters;
+        Ok(self)
+    }
+
+    /// [`Repository::with_upcasters`] without the check: registration mistakes surface
+    /// at read time as [`ReadError::Upcast`] or [`ReadError::Decode`]. For tests of the
+    /// read path's defences; use [`Repository::with_upcasters`] otherwise.
+    #[must_use]
+    pub fn with_upcasters_unchecked(mut self, upcasters: Upcasters) -> Self {
         self.upcasters = upcasters;
         self
     }
@@ -175,50 +276,148 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         &self,
         id: &str,
         metadata: &Metadata,
+        handler: impl FnMut(&A) -> Result<R, E>,
+    ) -> Result<Committed<A>, ExecuteError<E>>
+    where
+        R: IntoEvents<A::Event>,
+    {
+        self.run(id, None, metadata, handler)
+    }
+
+    /// Runs a command at most once: messages are delivered at least once in real
+    /// systems, so a caller can name each command with an id (a message id, a request
+    /// id). The first run appends the events and records the id with them, in one
+    /// transaction. Any later run with the same id, from any process, after any restart,
+    /// does not call `handler` and appends nothing: it returns the recorded outcome (same
+    /// versions, positions and events, `already_done` set).
+    ///
+    /// ```
+    /// # use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
+    /// # #[derive(Debug, Default, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
+    /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?);
+    /// let tick = |_: &Clock| Ok::<_, std::convert::Infallible>(Ticked);
+    /// let first = clocks.execute_once("c", "msg-17", tick)?;
+    /// let again = clocks.execute_once("c", "msg-17", tick)?; // redelivered
+    /// assert_eq!((first.already_done, again.already_done), (false, true));
+    /// assert_eq!(again.positions, first.positions);
+    /// assert_eq!(clocks.load("c")?.state.ticks, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Repository::execute`]; [`ExecuteError::CommandIdReused`] when the id was used
+    /// for a command on another stream; [`ExecuteError::Append`] with
+    /// [`StoreError::Unsupported`](crate::StoreError::Unsupported) for a store without
+    /// idempotent commands.
+    pub fn execute_once<R, E>(
+        &self,
+        id: &str,
+        command_id: &str,
+        handler: impl FnMut(&A) -> Result<R, E>,
+    ) -> Result<Committed<A>, ExecuteError<E>>
+    where
+        R: IntoEvents<A::Event>,
+    {
+        self.run(id, Some(command_id), &Metadata::new(), handler)
+    }
+
+    /// [`Repository::execute_once`] with `metadata` stored with every event.
+    ///
+    /// # Errors
+    /// As [`Repository::execute_once`].
+    pub fn execute_once_with<R, E>(
+        &self,
+        id: &str,
+        command_id: &str,
+        metadata: &Metadata,
+        handler: impl FnMut(&A) -> Result<R, E>,
+    ) -> Result<Committed<A>, ExecuteError<E>>
+    where
+        R: IntoEvents<A::Event>,
+    {
+        self.run(id, Some(command_id), metadata, handler)
+    }
+
+    /// Load, decide, append, retry on conflict; with a command id, at most once.
+    fn run<R, E>(
+        &self,
+        id: &str,
+        command: Option<&str>,
+        metadata: &Metadata,
         mut handler: impl FnMut(&A) -> Result<R, E>,
     ) -> Result<Committed<A>, ExecuteError<E>>
     where
         R: IntoEvents<A::Event>,
     {
         let stream = self.stream_id(id);
+        if let Some(command_id) = command
+            && let Some(done) = self.recorded(&stream, command_id)?
+        {
+            return Ok(done);
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let Loaded {
-                stream,
-                mut state,
-                version,
-            } = self
-                .replay(stream.clone(), Version::MAX)
-                .map_err(ExecuteError::Read)?;
+            // Only the first attempt may trust the cache: after a conflict it is stale.
+            let cached = match (&self.cache, attempts) {
+                (Some(cache), 1) => cache.take(id),
+                _ => None,
+            };
+            let (mut state, version) = if let Some(cached) = cached {
+                cached
+            } else {
+                let loaded = self
+                    .replay(stream.clone(), Version::MAX)
+                    .map_err(ExecuteError::Read)?;
+                (loaded.state, loaded.version)
+            };
             let mut events = Vec::new();
-            handler(&state)
-                .map_err(ExecuteError::Domain)?
-                .into_events(&mut events);
-            if events.is_empty() {
+            match handler(&state) {
+                Ok(decided) => decided.into_events(&mut events),
+                Err(e) => {
+                    self.keep(id, state, version);
+                    return Err(ExecuteError::Domain(e));
+                }
+            }
+            // Without a command id, no events means nothing to store; an idempotent
+            // command is recorded even when it decided nothing.
+            if events.is_empty() && command.is_none() {
+                let state = self.keep_copy(id, state, version);
                 return Ok(Committed {
                     stream,
                     version,
                     events,
                     positions: Vec::new(),
                     state,
+                    already_done: false,
                 });
             }
             let new_events = encode(&stream, &events, metadata).map_err(ExecuteError::Append)?;
-            match self
-                .store
-                .append(&stream, ExpectedVersion::Exact(version), &new_events)
-            {
+            let expected = ExpectedVersion::Exact(version);
+            let appended = match command {
+                None => self.store.append(&stream, expected, &new_events),
+                Some(command_id) => {
+                    self.store
+                        .append_command(command_id, &stream, expected, &new_events)
+                }
+            };
+            match appended {
                 Ok(appended) => {
                     for event in &events {
                         state.apply_event(event);
                     }
+                    self.snapshot_if_due(&stream, &state, version, appended.stream_version);
+                    let state = self.keep_copy(id, state, appended.stream_version);
                     return Ok(Committed {
                         stream,
                         version: appended.stream_version,
                         events,
                         positions: appended.positions,
                         state,
+                        already_done: false,
                     });
                 }
                 Err(AppendError::Conflict { actual, .. }) if attempts > self.retries => {
@@ -230,18 +429,128 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     });
                 }
                 Err(AppendError::Conflict { .. }) => {}
+                Err(AppendError::DuplicateCommand { command_id }) => {
+                    // Another process ran the same command in between.
+                    return match self.recorded(&stream, &command_id)? {
+                        Some(done) => Ok(done),
+                        None => Err(ExecuteError::Append(AppendError::DuplicateCommand {
+                            command_id,
+                        })),
+                    };
+                }
                 Err(e) => return Err(ExecuteError::Append(e)),
             }
         }
     }
 
-    /// Folds the stream's events up to version `to` into a fresh state.
-    fn replay(&self, stream: StreamId, to: Version) -> Result<Loaded<A>, ReadError> {
-        let mut state = A::default();
-        let mut version = Version::NONE;
-        let max_count = usize::try_from(to.get()).unwrap_or(usize::MAX);
+    /// The recorded outcome of `command_id`, rebuilt from the store, if it ran.
+    fn recorded<E>(
+        &self,
+        stream: &StreamId,
+        command_id: &str,
+    ) -> Result<Option<Committed<A>>, ExecuteError<E>> {
+        let record = self
+            .store
+            .command(command_id)
+            .map_err(|e| ExecuteError::Read(ReadError::Store(e)))?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        if record.stream != *stream {
+            return Err(ExecuteError::CommandIdReused {
+                command_id: command_id.to_owned(),
+                stream: record.stream,
+            });
+        }
+        let version = record.result.stream_version;
+        let count = record.result.positions.len();
+        let loaded = self
+            .replay(stream.clone(), version)
+            .map_err(ExecuteError::Read)?;
+        let mut events = Vec::with_capacity(count);
+        let first = Version::new(version.get() + 1 - count as u64);
         self.store
-            .read_stream_with(&stream, Version::new(1), max_count, &mut |event| {
+            .replay_stream_with(stream, first, count, &mut |event| {
+                self.decode(stream, &event, |e| events.push(e))
+            })
+            .map_err(ExecuteError::Read)?;
+        Ok(Some(Committed {
+            stream: stream.clone(),
+            version,
+            events,
+            positions: record.result.positions,
+            state: loaded.state,
+            already_done: true,
+        }))
+    }
+
+    /// Returns a state to the cache (if there is one).
+    fn keep(&self, id: &str, state: A, version: Version) {
+        if let Some(cache) = &self.cache {
+            cache.put(id, state, version);
+        }
+    }
+
+    /// Puts a copy of `state` in the cache (if there is one) and gives `state` back.
+    fn keep_copy(&self, id: &str, state: A, version: Version) -> A {
+        if let Some(cache) = &self.cache {
+            cache.put(id, cache.copy(&state), version);
+        }
+        state
+    }
+
+    /// Forgets every cached state (see [`Repository::with_cache`]).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
+    /// The newest readable snapshot at or before `to`, if snapshots are on.
+    fn snapshot(&self, stream: &StreamId, to: Version) -> Result<Option<(A, Version)>, ReadError> {
+        let Some(snapshots) = &self.snapshots else {
+            return Ok(None);
+        };
+        let state_version = snapshots.policy.current_state_version();
+        let Some(snapshot) = self.store.load_snapshot(stream, to, state_version)? else {
+            return Ok(None);
+        };
+        // A snapshot that no longer fits the struct is ignored: the events decide.
+        Ok((snapshots.decode)(&snapshot.state)
+            .ok()
+            .map(|state| (state, snapshot.version)))
+    }
+
+    /// Saves a snapshot if the policy says the stream is due after growing from `before`.
+    fn snapshot_if_due(&self, stream: &StreamId, state: &A, before: Version, after: Version) {
+        let Some(snapshots) = &self.snapshots else {
+            return;
+        };
+        if !snapshots.policy.is_due(before, after) {
+            return;
+        }
+        // Snapshots are a cache: failing to write one costs a longer replay later, so it
+        // does not fail the command that has already been committed.
+        if let Ok(json) = (snapshots.encode)(state) {
+            let snapshot = Snapshot {
+                version: after,
+                state_version: snapshots.policy.current_state_version(),
+                state: json,
+                taken_at: Timestamp::now(),
+            };
+            let _ = self.store.save_snapshot(stream, &snapshot);
+        }
+    }
+
+    /// Folds the stream's events up to version `to` into a state, starting from the
+    /// newest usable snapshot.
+    fn replay(&self, stream: StreamId, to: Version) -> Result<Loaded<A>, ReadError> {
+        let (mut state, mut version) = self
+            .snapshot(&stream, to)?
+            .unwrap_or_else(|| (A::default(), Version::NONE));
+        let max_count = usize::try_from(to.get() - version.get()).unwrap_or(usize::MAX);
+        self.store
+            .replay_stream_with(&stream, version.next(), max_count, &mut |event| {
                 if event.version != version.next() {
                     return Err(ReadError::VersionGap {
                         stream: stream.clone(),
@@ -250,7 +559,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     });
                 }
                 version = event.version;
-                self.decode(&event, |e| state.apply_event(&e))
+                self.decode(&stream, &event, |e| state.apply_event(&e))
             })?;
         Ok(Loaded {
             stream,
@@ -263,47 +572,27 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// several events) and hands each result to `f`.
     fn decode(
         &self,
-        event: &RecordedEventRef<'_>,
+        stream: &StreamId,
+        event: &EventData<'_>,
         mut f: impl FnMut(A::Event),
     ) -> Result<(), ReadError> {
-        let decode_failed = |source| ReadError::Decode {
-            at: Box::new(event.location()),
-            source,
-        };
-        if self.upcasters.is_empty()
-            || !self
-                .upcasters
-                .handles(event.event_type, event.event_version)
-        {
-            let decoded = A::Event::decode(
+        self.upcasters
+            .lift(
                 event.event_type,
                 event.event_version,
                 Payload::Text(event.payload),
+                &mut f,
             )
-            .map_err(decode_failed)?;
-            f(decoded);
-            return Ok(());
-        }
-        let payload = serde_json::from_str(event.payload)
-            .map_err(|e| decode_failed(DecodeFailure::Payload(e)))?;
-        let raw = RawEvent::new(event.event_type, event.event_version, payload);
-        let lifted = self
-            .upcasters
-            .upcast(raw)
-            .map_err(|source| ReadError::Upcast {
-                at: Box::new(event.location()),
-                source,
-            })?;
-        for raw in lifted {
-            let decoded = A::Event::decode(
-                &raw.event_type,
-                raw.event_version,
-                Payload::Value(raw.payload),
-            )
-            .map_err(decode_failed)?;
-            f(decoded);
-        }
-        Ok(())
+            .map_err(|failure| match failure {
+                LiftError::Upcast(source) => ReadError::Upcast {
+                    at: Box::new(event.location(stream)),
+                    source,
+                },
+                LiftError::Decode(source) => ReadError::Decode {
+                    at: Box::new(event.location(stream)),
+                    source,
+                },
+            })
     }
 }
 
@@ -340,6 +629,8 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("store", &self.store)
             .field("upcasters", &self.upcasters)
             .field("retries", &self.retries)
+            .field("cache", &self.cache.is_some())
+            .field("snapshots", &self.snapshots.as_ref().map(|s| s.policy))
             .finish()
     }
 }

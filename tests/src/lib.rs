@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod pg;
+pub mod reliability;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ pub struct MoneyWithdrawn {
 }
 
 /// A bank account.
-#[derive(Debug, Default, Clone, PartialEq, Aggregate)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, Aggregate)]
 #[aggregate(
     name = "account",
     events(AccountOpened, MoneyDeposited, MoneyWithdrawn)

@@ -57,7 +57,7 @@ fn a_new_file_is_in_wal_mode_with_full_sync_by_default() -> TestResult {
     let tmp = TempStore::new()?;
     let _store = SqliteStore::open(&tmp.path)?;
     assert_eq!(pragma(&tmp.path, "journal_mode")?, "wal");
-    assert_eq!(pragma(&tmp.path, "user_version")?, "1");
+    assert_eq!(pragma(&tmp.path, "user_version")?, "2");
     assert_eq!(
         pragma(&tmp.path, "application_id")?,
         0x4553_5243.to_string()
@@ -126,7 +126,7 @@ fn a_store_from_a_newer_schema_is_refused_and_left_untouched() -> TestResult {
     match SqliteStore::open(&tmp.path) {
         Err(StoreError::NewerSchema {
             found, supported, ..
-        }) => assert_eq!((found, supported), (99, 1)),
+        }) => assert_eq!((found, supported), (99, 2)),
         other => panic!("expected a newer-schema error, got {other:?}"),
     }
     assert_eq!(fs::read(&tmp.path)?, before);
@@ -206,5 +206,30 @@ fn the_in_memory_store_behaves_like_a_file() -> TestResult {
     store.append(&s, ExpectedVersion::NoStream, &[note(1), note(2)])?;
     assert_eq!(store.read_stream(&s, Version::new(2)).count(), 1);
     assert!(store.path().is_none());
+    Ok(())
+}
+
+#[test]
+fn a_store_of_schema_version_1_is_migrated_in_place() -> TestResult {
+    let tmp = TempStore::new()?;
+    let conn = rusqlite::Connection::open(&tmp.path)?;
+    // Schema version 1, as the first release wrote it: no snapshots table.
+    conn.execute_batch(
+        "CREATE TABLE events (position INTEGER PRIMARY KEY, aggregate_type TEXT NOT NULL, \
+         stream_id TEXT NOT NULL, version INTEGER NOT NULL CHECK (version >= 1), \
+         event_type TEXT NOT NULL, event_version INTEGER NOT NULL CHECK (event_version >= 1), \
+         event_id TEXT NOT NULL UNIQUE, recorded_at INTEGER NOT NULL, payload TEXT NOT NULL, \
+         metadata TEXT NOT NULL, UNIQUE (aggregate_type, stream_id, version));
+         INSERT INTO events VALUES (1, 'note', 'n', 1, 'note.added', 1, \
+         '0190f2c4-0000-7000-8000-000000000001', 0, '{\"n\":1}', '{}');
+         PRAGMA application_id = 1163088451; PRAGMA user_version = 1;",
+    )?;
+    drop(conn);
+    let store = SqliteStore::open(&tmp.path)?;
+    assert_eq!(pragma(&tmp.path, "user_version")?, "2");
+    let stream = StreamId::new("note", "n");
+    assert_eq!(store.stream_version(&stream)?, Version::new(1));
+    assert!(store.load_snapshot(&stream, Version::MAX, 1)?.is_none());
+    store.append(&stream, ExpectedVersion::Exact(Version::new(1)), &[note(2)])?;
     Ok(())
 }

@@ -15,11 +15,13 @@ pub(crate) fn derive(aggregate: &Aggregate) -> TokenStream {
     let event_set = event_set(aggregate, &events);
     let aggregate_impl = aggregate_impl(aggregate, &events);
     let name_checks = distinct_names(aggregate, &events);
+    let history_checks = distinct_histories(aggregate, &events);
     quote! {
         #event_enum
         #event_set
         #aggregate_impl
         #name_checks
+        #history_checks
     }
 }
 
@@ -79,6 +81,9 @@ fn event_set(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
             const TYPES: &'static [#krate::EventType] = &[
                 #(#krate::EventType::of::<#paths>(),)*
             ];
+            const HISTORIES: &'static [&'static [#krate::EventSchema]] = &[
+                #(<#paths as #krate::Event>::HISTORY,)*
+            ];
 
             fn event_type(&self) -> #krate::EventType {
                 match self {
@@ -111,15 +116,38 @@ fn event_set(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
                 __es_version: ::core::primitive::u32,
                 __es_payload: #krate::Payload<'_>,
             ) -> ::core::result::Result<Self, #krate::DecodeFailure> {
+                // The event whose history holds the stored (type, version) decodes it; a
+                // known type at another version is reported with its current version.
+                let mut __es_current = ::core::option::Option::None;
                 #(
-                    if __es_type == <#paths as #krate::Event>::NAME {
-                        return ::core::result::Result::map(
-                            <#paths as #krate::Event>::decode_version(__es_version, __es_payload),
-                            Self::#variants,
-                        );
+                    match #krate::__private::find_in_history(
+                        <#paths as #krate::Event>::HISTORY,
+                        __es_type,
+                        __es_version,
+                    ) {
+                        #krate::__private::Found::Version => {
+                            return ::core::result::Result::map(
+                                <#paths as #krate::Event>::decode_version(__es_version, __es_payload),
+                                Self::#variants,
+                            );
+                        }
+                        #krate::__private::Found::Name => {
+                            __es_current = ::core::option::Option::Some(
+                                ::core::option::Option::unwrap_or(
+                                    __es_current,
+                                    <#paths as #krate::Event>::VERSION,
+                                ),
+                            );
+                        }
+                        #krate::__private::Found::Nothing => {}
                     }
                 )*
-                ::core::result::Result::Err(#krate::DecodeFailure::UnknownType)
+                ::core::result::Result::Err(match __es_current {
+                    ::core::option::Option::Some(current) => {
+                        #krate::DecodeFailure::UnsupportedVersion { current }
+                    }
+                    ::core::option::Option::None => #krate::DecodeFailure::UnknownType,
+                })
             }
         }
     }
@@ -200,6 +228,48 @@ fn distinct_names(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
                 !#krate::__private::str_eq(
                     <#a as #krate::Event>::NAME,
                     <#b as #krate::Event>::NAME,
+                ),
+                #message
+            };
+            let mut args = Group::new(Delimiter::Parenthesis, args);
+            args.set_span(last);
+            checks.extend(quote! {
+                #[allow(unused_qualifications)]
+                const _: () = #assert #args;
+            });
+        }
+    }
+    checks
+}
+
+/// For each pair of events with different names, a constant that fails to evaluate when
+/// both decode the same stored (name, version) through their `upcast_from` chains (a
+/// stored event must decode one way), reported at the second of the two.
+fn distinct_histories(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
+    let krate = aggregate.krate();
+    let ident = aggregate.ident();
+    let mut checks = TokenStream::new();
+    for (i, later) in events.iter().enumerate() {
+        for earlier in &events[..i] {
+            let message = format_literal(&format!(
+                "events `{}` and `{}` of aggregate `{ident}` both decode the same stored \
+                 event version through `upcast_from`: a stored event must decode one way \
+                 (to split it into several, use `Upcasters::custom`)",
+                display_tokens(earlier.path),
+                display_tokens(later.path),
+            ));
+            let (a, b) = (earlier.path, later.path);
+            let (first, last) = span_range(b);
+            let krate = respan(&krate, first);
+            let assert = quote_spanned!(first=> ::core::assert!);
+            // Same names are already reported by `distinct_names`.
+            let args = quote_spanned! {first=>
+                #krate::__private::str_eq(
+                    <#a as #krate::Event>::NAME,
+                    <#b as #krate::Event>::NAME,
+                ) || !#krate::__private::histories_overlap(
+                    <#a as #krate::Event>::HISTORY,
+                    <#b as #krate::Event>::HISTORY,
                 ),
                 #message
             };

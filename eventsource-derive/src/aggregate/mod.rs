@@ -58,6 +58,13 @@ mod tests {
             "const NAME : & 'static :: core :: primitive :: str = \"account\"",
             "< Self as :: eventsource :: Apply < money :: Deposited >> :: apply (self , __es_e)",
             "str_eq (< Opened as :: eventsource :: Event > :: NAME , < money :: Deposited as",
+            "const HISTORIES : & 'static [& 'static [:: eventsource :: EventSchema]] = & [< \
+             Opened as :: eventsource :: Event > :: HISTORY , < money :: Deposited as :: \
+             eventsource :: Event > :: HISTORY ,] ;",
+            "find_in_history (< money :: Deposited as :: eventsource :: Event > :: HISTORY , \
+             __es_type , __es_version ,)",
+            "histories_overlap (< Opened as :: eventsource :: Event > :: HISTORY , < money :: \
+             Deposited as :: eventsource :: Event > :: HISTORY ,)",
         ] {
             assert!(out.contains(expected), "missing `{expected}` in {out}");
         }

@@ -8,9 +8,9 @@ use super::Args;
 use crate::respan::{respan, span_range};
 use crate::value::{display_tokens, format_literal};
 
-/// The struct unchanged, its `Event` impl and, with `upcast_from`, the compile-time
-/// checks of the previous version.
-pub(crate) fn event(item: &ItemStruct, args: &Args) -> TokenStream {
+/// The struct unchanged, its `Event` impl with the fingerprint `shape` and, with
+/// `upcast_from`, the history and compile-time checks of the previous version.
+pub(crate) fn event(item: &ItemStruct, args: &Args, shape: &str) -> TokenStream {
     let krate = args.krate();
     let ident = &item.ident;
     let name = args.name(ident);
@@ -27,6 +27,7 @@ pub(crate) fn event(item: &ItemStruct, args: &Args) -> TokenStream {
         impl #krate::Event for #ident {
             const NAME: &'static ::core::primitive::str = #name;
             const VERSION: ::core::primitive::u32 = #version;
+            const SCHEMA: &'static ::core::primitive::str = #shape;
             #decode
         }
 
@@ -34,7 +35,8 @@ pub(crate) fn event(item: &ItemStruct, args: &Args) -> TokenStream {
     }
 }
 
-/// `decode_version` through `old`, and the check that `old` has a lower version.
+/// `decode_version` through `old`, the history (this version, then `old`'s), and the
+/// check that `old` has a lower version.
 ///
 /// What can fail to type-check is spanned at the `upcast_from` value, so a missing
 /// `From<Old>` impl or an `Old` that is not an event is reported at the attribute.
@@ -60,7 +62,18 @@ fn upcast(
         let tail = quote_spanned!(last=> as #old_krate::Event>::decode_version);
         quote!(#head #old #tail)
     };
+    let history = {
+        let head = quote_spanned!(first=> <);
+        let tail = quote_spanned!(last=> as #old_krate::Event>::HISTORY);
+        quote!(#head #old #tail)
+    };
     let decode = quote! {
+        const HISTORY: &'static [#krate::EventSchema] =
+            &#krate::__private::prepend_history::<{ #history.len() + 1 }>(
+                #krate::EventSchema::of::<Self>(),
+                #history,
+            );
+
         fn decode_version(
             __es_version: ::core::primitive::u32,
             __es_payload: #krate::Payload<'_>,

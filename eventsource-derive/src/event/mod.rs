@@ -1,11 +1,14 @@
 //! `#[event(...)]`: implements `Event` for a struct.
 //!
-//! [`args`] parses and checks the arguments, [`expand`](mod@expand) emits the impl. On an
-//! error the struct is given back unchanged with the error (and, when possible, a stub
-//! impl from [`crate::fallback`]), so the user sees only the real error.
+//! [`args`] parses and checks the arguments, [`shape`] fingerprints the struct's JSON
+//! shape (and rejects what would make it depend on the build configuration),
+//! [`expand`](mod@expand) emits the impl. On an error the struct is given back unchanged
+//! with the error (and, when possible, a stub impl from [`crate::fallback`]), so the user
+//! sees only the real error.
 
 mod args;
 mod expand;
+mod shape;
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -28,8 +31,13 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<Token
     let args = Args::parse(&cx, args);
     args.check(&cx);
     let target = target(&cx, &item);
+    let shape = target.map(|target| shape::shape(&cx, target));
     match (target, cx.check()) {
-        (Some(target), Ok(())) => Ok(expand::event(target, &args)),
+        (Some(target), Ok(())) => Ok(expand::event(
+            target,
+            &args,
+            shape.as_deref().unwrap_or_default(),
+        )),
         (target, Err(err)) => Ok(fallback::event(input, target, &args, err)),
         (None, Ok(())) => unreachable!("`target` records an error when it returns `None`"),
     }
@@ -131,6 +139,17 @@ mod tests {
         );
         assert!(out.contains("impl es :: Event for Opened"), "{out}");
         assert!(out.contains("fn decode_version"), "{out}");
+        assert!(
+            out.contains("const SCHEMA : & 'static :: core :: primitive :: str = \"{a: u8}\""),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "es :: __private :: prepend_history :: < { < v1 :: Opened as es :: Event > :: \
+                 HISTORY . len () + 1 } > (es :: EventSchema :: of :: < Self > ()"
+            ),
+            "{out}"
+        );
         assert!(
             out.contains("< v1 :: Opened as es :: Event > :: VERSION < 2"),
             "{out}"

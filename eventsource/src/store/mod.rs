@@ -10,9 +10,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::error::{AppendError, ReadError, StoreError};
-use crate::event::{NewEvent, RecordedEvent, RecordedEventRef};
+use crate::event::{EventData, NewEvent, RecordedEvent, RecordedEventRef, Timestamp};
+use crate::snapshot::Snapshot;
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
+mod group_commit;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
@@ -30,9 +32,26 @@ pub struct AppendResult {
     pub positions: Vec<Position>,
 }
 
+/// What an idempotent command stored, recorded under its command id by
+/// [`EventStore::append_command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// The command id.
+    pub command_id: String,
+    /// The stream the command appended to.
+    pub stream: StreamId,
+    /// The versions and positions it stored.
+    pub result: AppendResult,
+    /// When it was stored.
+    pub recorded_at: Timestamp,
+}
+
 /// The visitor that [`EventStore::read_stream_with`] and [`EventStore::read_all_with`]
 /// call once per stored event.
 pub type Visitor<'v> = dyn FnMut(RecordedEventRef<'_>) -> Result<(), ReadError> + 'v;
+
+/// The visitor of [`EventStore::replay_stream_with`].
+pub type DataVisitor<'v> = dyn FnMut(EventData<'_>) -> Result<(), ReadError> + 'v;
 
 /// An append-only store of events.
 ///
@@ -75,6 +94,36 @@ pub trait EventStore: Send + Sync {
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError>;
 
+    /// [`EventStore::append`] for an idempotent command: in the same transaction, records
+    /// `command_id` with what was stored. A command id already recorded appends nothing
+    /// and fails with [`AppendError::DuplicateCommand`], however often, from however many
+    /// processes, across restarts. `events` may be empty: the command is recorded anyway.
+    /// The default refuses: [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// As [`EventStore::append`], and [`AppendError::DuplicateCommand`].
+    fn append_command(
+        &self,
+        command_id: &str,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        let _ = (command_id, stream, expected, events);
+        Err(AppendError::Store(StoreError::Unsupported {
+            feature: "idempotent commands",
+        }))
+    }
+
+    /// What the command `command_id` stored, if it ran. The default knows none.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let _ = command_id;
+        Ok(None)
+    }
+
     /// The stream's current version ([`Version::NONE`] for a stream never written).
     ///
     /// # Errors
@@ -105,6 +154,49 @@ pub trait EventStore: Send + Sync {
         max_count: usize,
         visit: &mut Visitor<'_>,
     ) -> Result<(), ReadError>;
+
+    /// [`EventStore::read_stream_with`] for replay: the visitor sees only what decoding
+    /// needs ([`EventData`]), so a backend can read fewer columns. The default forwards to
+    /// `read_stream_with`.
+    ///
+    /// # Errors
+    /// As [`EventStore::read_stream_with`].
+    fn replay_stream_with(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        visit: &mut DataVisitor<'_>,
+    ) -> Result<(), ReadError> {
+        self.read_stream_with(stream, from, max_count, &mut |e| visit(e.into()))
+    }
+
+    /// The newest snapshot of `stream` taken at or before version `at_most`, with state
+    /// version `state_version`. Snapshots live beside the events table, as a disposable
+    /// cache. The default keeps no snapshots: it returns `None`.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        at_most: Version,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = (stream, at_most, state_version);
+        Ok(None)
+    }
+
+    /// Stores `snapshot` of `stream`, replacing one of the same version and state
+    /// version; a backend may drop older snapshots of the stream. The default keeps
+    /// nothing.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let _ = (stream, snapshot);
+        Ok(())
+    }
 
     /// The events of `stream` from version `from` on, as an iterator that reads pages of
     /// bounded size.
@@ -210,6 +302,21 @@ macro_rules! forward_event_store {
             }
             fn read_all_with(&self, after: Position, max_count: usize, visit: &mut Visitor<'_>) -> Result<(), ReadError> {
                 (**self).read_all_with(after, max_count, visit)
+            }
+            fn replay_stream_with(&self, stream: &StreamId, from: Version, max_count: usize, visit: &mut DataVisitor<'_>) -> Result<(), ReadError> {
+                (**self).replay_stream_with(stream, from, max_count, visit)
+            }
+            fn append_command(&self, command_id: &str, stream: &StreamId, expected: ExpectedVersion, events: &[NewEvent]) -> Result<AppendResult, AppendError> {
+                (**self).append_command(command_id, stream, expected, events)
+            }
+            fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+                (**self).command(command_id)
+            }
+            fn load_snapshot(&self, stream: &StreamId, at_most: Version, state_version: u32) -> Result<Option<Snapshot>, StoreError> {
+                (**self).load_snapshot(stream, at_most, state_version)
+            }
+            fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+                (**self).save_snapshot(stream, snapshot)
             }
         }
     )*};

@@ -1,57 +1,29 @@
 //! The embedded default: every event in one append-only table of one SQLite file; see
 //! [`SqliteStore`].
 
+mod read;
+mod schema;
+mod write;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 
-use super::{AppendResult, EventStore, Visitor};
+use self::read::{
+    LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM, REPLAY_STREAM, decode_row, row_head, text,
+};
+use self::schema::{configure, connect, prepare_schema};
+use self::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, current_version};
+use super::group_commit::{GroupCommit, Request};
+use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
 use crate::error::{AppendError, ReadError, StoreError};
-use crate::event::{EventId, NewEvent, RecordedEventRef, Timestamp};
+use crate::event::{EventData, NewEvent, Timestamp};
+use crate::snapshot::Snapshot;
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
-
-/// `PRAGMA application_id` of an eventsource store ("ESRC").
-const APPLICATION_ID: i32 = 0x4553_5243;
-
-/// Schema migrations: entry `i` takes a store from schema version `i` to `i + 1`. A new
-/// store runs them all; the file's `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r"
-CREATE TABLE events (
-    position       INTEGER PRIMARY KEY,
-    aggregate_type TEXT    NOT NULL,
-    stream_id      TEXT    NOT NULL,
-    version        INTEGER NOT NULL CHECK (version >= 1),
-    event_type     TEXT    NOT NULL,
-    event_version  INTEGER NOT NULL CHECK (event_version >= 1),
-    event_id       TEXT    NOT NULL UNIQUE,
-    recorded_at    INTEGER NOT NULL,
-    payload        TEXT    NOT NULL,
-    metadata       TEXT    NOT NULL,
-    UNIQUE (aggregate_type, stream_id, version)
-);
-CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'eventsource: the events table is append-only; UPDATE is refused'); END;
-CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'eventsource: the events table is append-only; DELETE is refused'); END;
-"];
-
-/// The schema version this build writes and reads.
-const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, stream_id, version, event_type, \
-     event_version, event_id, recorded_at, payload, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-const STREAM_VERSION: &str = "SELECT version FROM events WHERE aggregate_type = ?1 AND stream_id = ?2 \
-     ORDER BY version DESC LIMIT 1";
-const READ_STREAM: &str = "SELECT position, version, event_type, event_version, event_id, recorded_at, \
-     payload, metadata FROM events WHERE aggregate_type = ?1 AND stream_id = ?2 AND version >= ?3 \
-     ORDER BY version LIMIT ?4";
-const READ_ALL: &str = "SELECT position, version, event_type, event_version, event_id, recorded_at, \
-     payload, metadata, aggregate_type, stream_id FROM events WHERE position > ?1 \
-     ORDER BY position LIMIT ?2";
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,6 +154,8 @@ impl Default for SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: Mutex<Connection>,
+    /// Appends waiting to be committed together.
+    group: GroupCommit,
     /// Idle read connections (file stores only; an in-memory store reads on `writer`).
     readers: Option<Mutex<Vec<Connection>>>,
     path: Option<PathBuf>,
@@ -218,6 +192,7 @@ impl SqliteStore {
         configure(&conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
+            group: GroupCommit::default(),
             readers: Some(Mutex::new(Vec::new())),
             path: Some(path.to_owned()),
             options,
@@ -242,6 +217,7 @@ impl SqliteStore {
         configure(&conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
+            group: GroupCommit::default(),
             readers: None,
             path: None,
             options,
@@ -284,100 +260,6 @@ impl SqliteStore {
     }
 }
 
-fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(options.busy_timeout)?;
-    Ok(conn)
-}
-
-/// Settings of every connection, once the schema is known to be ours.
-fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreError> {
-    conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
-    if let Some(hook) = &options.on_connect {
-        hook(conn)?;
-    }
-    Ok(())
-}
-
-/// Checks that the file is an eventsource store of a schema we know, creating the
-/// schema in an empty file. Nothing is written to a file that is refused.
-fn prepare_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let not_a_store = |reason: String| StoreError::NotAStore {
-        path: path.to_owned(),
-        reason,
-    };
-    // Reading the header is the first thing that touches the file: a file that is not
-    // SQLite fails here, before anything is written.
-    let (app_id, user_version, objects) = match read_header(conn) {
-        Ok(header) => header,
-        Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
-            return Err(not_a_store("the file is not a SQLite database".into()));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if app_id == 0 && objects == 0 {
-        return create_schema(conn, path);
-    }
-    if app_id != APPLICATION_ID {
-        return Err(not_a_store(format!(
-            "it is a SQLite database of another application (application_id {app_id:#x}, {objects} schema objects)"
-        )));
-    }
-    if user_version > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            found: user_version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if user_version < SCHEMA_VERSION {
-        return create_schema(conn, path);
-    }
-    Ok(())
-}
-
-fn read_header(conn: &Connection) -> rusqlite::Result<(i32, i64, i64)> {
-    let app_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-    let user_version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let objects = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-    Ok((app_id, user_version, objects))
-}
-
-/// Applies the missing migrations under the write lock; another process may be doing the
-/// same, so the state is read again inside the transaction.
-fn create_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let (app_id, user_version, objects) = read_header(&tx)?;
-    if app_id != APPLICATION_ID && !(app_id == 0 && objects == 0) {
-        return Err(StoreError::NotAStore {
-            path: path.to_owned(),
-            reason: "another application created a schema in the file".into(),
-        });
-    }
-    let from = usize::try_from(user_version).unwrap_or(usize::MAX);
-    for migration in MIGRATIONS.iter().skip(from) {
-        tx.execute_batch(migration)?;
-    }
-    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// Whether `e` is a violation of a UNIQUE constraint (`SQLITE_CONSTRAINT_UNIQUE`), the
-/// only constraint an append can break once its expected version has been checked under
-/// the write lock: so it means a duplicate event id.
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(err, _)
-            if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-    )
-}
-
 impl ToSql for Version {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::from(i64::try_from(self.get()).map_err(
@@ -403,30 +285,6 @@ impl ToSql for Position {
     }
 }
 
-fn current_version(conn: &Connection, stream: &StreamId) -> rusqlite::Result<Version> {
-    Ok(conn
-        .prepare_cached(STREAM_VERSION)?
-        .query_row((stream.aggregate_type(), stream.id()), |r| r.get(0))
-        .optional()?
-        .unwrap_or(Version::NONE))
-}
-
-/// Encodes an event id as hyphenated text without allocating.
-fn event_id_text<'b>(id: &EventId, buf: &'b mut [u8; 36]) -> &'b str {
-    id.as_uuid().hyphenated().encode_lower(buf)
-}
-
-/// Checks that a payload is JSON before it is stored.
-fn check_json(stream: &StreamId, event: &NewEvent) -> Result<(), AppendError> {
-    serde_json::from_str::<serde::de::IgnoredAny>(&event.payload)
-        .map(drop)
-        .map_err(|source| AppendError::Encode {
-            stream: stream.clone(),
-            event_type: event.event_type.to_string(),
-            source,
-        })
-}
-
 impl EventStore for SqliteStore {
     fn append(
         &self,
@@ -437,65 +295,68 @@ impl EventStore for SqliteStore {
         for event in events {
             check_json(stream, event)?;
         }
-        let conn = self.writer();
-        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
-        let actual = current_version(&tx, stream)?;
-        if !expected.matches(actual) {
-            return Err(AppendError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
+        let request = Request {
+            stream,
+            expected,
+            events,
+            command: None,
+        };
+        self.group.append(request, &|batch| self.commit(batch))
+    }
+
+    fn append_command(
+        &self,
+        command_id: &str,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        for event in events {
+            check_json(stream, event)?;
         }
-        let recorded_at = Timestamp::now().as_micros();
-        let mut positions = Vec::with_capacity(events.len());
-        let mut version = actual;
-        {
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            let mut id_buf = [0u8; 36];
-            for event in events {
-                version = version.next();
-                if version > Version::MAX {
-                    return Err(AppendError::VersionOverflow {
-                        stream: stream.clone(),
-                    });
-                }
-                let metadata = event
-                    .metadata
-                    .to_json()
-                    .map_err(|source| AppendError::Encode {
-                        stream: stream.clone(),
-                        event_type: event.event_type.to_string(),
-                        source,
-                    })?;
-                let inserted = insert.execute((
-                    stream.aggregate_type(),
-                    stream.id(),
-                    version,
-                    event.event_type.as_ref(),
-                    event.event_version,
-                    event_id_text(&event.event_id, &mut id_buf),
-                    recorded_at,
-                    event.payload.as_str(),
-                    metadata.as_str(),
-                ));
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(AppendError::DuplicateEventId {
-                            stream: stream.clone(),
-                            event_id: event.event_id,
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                positions.push(Position::new(tx.last_insert_rowid().unsigned_abs()));
-            }
-        }
-        tx.commit()?;
-        Ok(AppendResult {
-            stream_version: version,
-            positions,
+        let request = Request {
+            stream,
+            expected,
+            events,
+            command: Some(command_id),
+        };
+        self.group.append(request, &|batch| self.commit(batch))
+    }
+
+    fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        self.with_reader(|conn| {
+            let row = conn
+                .prepare_cached(READ_COMMAND)?
+                .query_row([command_id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Version>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()?;
+            let Some((aggregate_type, stream_id, stream_version, positions, recorded_at)) = row
+            else {
+                return Ok(None);
+            };
+            let positions: Vec<u64> = serde_json::from_str(&positions).map_err(|e| {
+                StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
+                    3,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })?;
+            Ok(Some(CommandRecord {
+                command_id: command_id.to_owned(),
+                stream: StreamId::new(aggregate_type, stream_id),
+                result: AppendResult {
+                    stream_version,
+                    positions: positions.into_iter().map(Position::new).collect(),
+                },
+                recorded_at: Timestamp::from_micros(recorded_at),
+            }))
         })
     }
 
@@ -526,6 +387,75 @@ impl EventStore for SqliteStore {
         })
     }
 
+    fn replay_stream_with(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        visit: &mut DataVisitor<'_>,
+    ) -> Result<(), ReadError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(REPLAY_STREAM)?;
+            let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
+            let from = from.clamp(Version::new(1), Version::MAX);
+            let mut rows = stmt.query((stream.aggregate_type(), stream.id(), from, limit))?;
+            while let Some(row) = rows.next()? {
+                let (position, version, event_type, event_version) = row_head(row)?;
+                visit(EventData {
+                    position,
+                    version,
+                    event_type,
+                    event_version,
+                    payload: text(row, 4, position.get() as i64, "payload")?,
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        at_most: Version,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.with_reader(|conn| {
+            let at_most = at_most.min(Version::MAX);
+            let snapshot = conn
+                .prepare_cached(LOAD_SNAPSHOT)?
+                .query_row(
+                    (stream.aggregate_type(), stream.id(), state_version, at_most),
+                    |row| {
+                        Ok(Snapshot {
+                            version: row.get(0)?,
+                            state_version,
+                            state: row.get(1)?,
+                            taken_at: Timestamp::from_micros(row.get(2)?),
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(snapshot)
+        })
+    }
+
+    fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let conn = self.writer();
+        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+        tx.prepare_cached(SAVE_SNAPSHOT)?.execute((
+            stream.aggregate_type(),
+            stream.id(),
+            snapshot.state_version,
+            snapshot.version,
+            snapshot.state.as_str(),
+            snapshot.taken_at.as_micros(),
+        ))?;
+        tx.prepare_cached(PRUNE_SNAPSHOTS)?
+            .execute((stream.aggregate_type(), stream.id()))?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn read_all_with(
         &self,
         after: Position,
@@ -546,57 +476,6 @@ impl EventStore for SqliteStore {
             Ok(())
         })
     }
-}
-
-fn text<'r>(
-    row: &'r rusqlite::Row<'_>,
-    idx: usize,
-    position: i64,
-    column: &str,
-) -> Result<&'r str, ReadError> {
-    row.get_ref(idx)?
-        .as_str()
-        .map_err(|e| corrupt(position, column, &e))
-}
-
-fn corrupt(position: i64, column: &str, e: &dyn fmt::Display) -> ReadError {
-    ReadError::Corrupt {
-        position,
-        reason: format!("column `{column}`: {e}"),
-    }
-}
-
-/// Borrows one row of [`READ_STREAM`] or [`READ_ALL`] (same first eight columns).
-fn decode_row<'r>(
-    row: &'r rusqlite::Row<'_>,
-    aggregate_type: &'r str,
-    stream_id: &'r str,
-) -> Result<RecordedEventRef<'r>, ReadError> {
-    let position: i64 = row.get(0)?;
-    let int = |idx: usize, column: &str| -> Result<i64, ReadError> {
-        row.get_ref(idx)?
-            .as_i64()
-            .map_err(|e| corrupt(position, column, &e))
-    };
-    let version = int(1, "version")?;
-    let event_version = int(3, "event_version")?;
-    Ok(RecordedEventRef {
-        position: Position::new(
-            u64::try_from(position).map_err(|e| corrupt(position, "position", &e))?,
-        ),
-        aggregate_type,
-        stream_id,
-        version: Version::new(
-            u64::try_from(version).map_err(|e| corrupt(position, "version", &e))?,
-        ),
-        event_type: text(row, 2, position, "event_type")?,
-        event_version: u32::try_from(event_version)
-            .map_err(|e| corrupt(position, "event_version", &e))?,
-        event_id: text(row, 4, position, "event_id")?,
-        recorded_at: Timestamp::from_micros(int(5, "recorded_at")?),
-        payload: text(row, 6, position, "payload")?,
-        metadata: text(row, 7, position, "metadata")?,
-    })
 }
 
 #[cfg(test)]
@@ -655,6 +534,63 @@ mod tests {
             matches!(err, Err(AppendError::Encode { ref event_type, .. }) if event_type == "x")
         );
         assert_eq!(store.stream_version(&s)?, Version::NONE);
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_appends_each_get_their_own_outcome() -> Result<(), Box<dyn std::error::Error>> {
+        let store = Arc::new(SqliteStore::in_memory()?);
+        let shared = StreamId::new("note", "shared");
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                let shared = shared.clone();
+                std::thread::spawn(move || -> Result<(u32, u32), AppendError> {
+                    let own = StreamId::new("note", format!("t{t}"));
+                    let (mut won, mut lost) = (0, 0);
+                    for i in 0..50u64 {
+                        let done = store.append(
+                            &own,
+                            ExpectedVersion::Exact(Version::new(i)),
+                            &[note("x")],
+                        )?;
+                        assert_eq!(done.stream_version, Version::new(i + 1));
+                        assert_eq!(done.positions.len(), 1);
+                        // Everyone races for the same version of the shared stream.
+                        match store.append(
+                            &shared,
+                            ExpectedVersion::Exact(Version::new(i)),
+                            &[note("y")],
+                        ) {
+                            Ok(_) => won += 1,
+                            Err(AppendError::Conflict { .. }) => lost += 1,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((won, lost))
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in threads {
+            let (w, l) = t.join().map_err(|_| "thread panicked")??;
+            assert_eq!(w + l, 50);
+            won += w;
+        }
+        let shared_version = store.stream_version(&shared)?;
+        assert_eq!(shared_version, Version::new(u64::from(won)));
+        for t in 0..8 {
+            assert_eq!(
+                store.stream_version(&StreamId::new("note", format!("t{t}")))?,
+                Version::new(50)
+            );
+        }
+        let positions: Vec<u64> = store
+            .read_all(Position::START)
+            .map(|e| e.map(|e| e.position.get()))
+            .collect::<Result<_, _>>()?;
+        let expected: Vec<u64> = (1..=positions.len() as u64).collect();
+        assert_eq!(positions, expected);
         Ok(())
     }
 }

@@ -1,0 +1,513 @@
+//! The PostgreSQL backend: [`PostgresStore`], whose docs describe the layout, the
+//! global order and its cost, idempotent commands, connections and reads.
+
+mod read;
+mod schema;
+mod write;
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Statement};
+
+use self::read::{
+    LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM, REPLAY_STREAM, STREAM_VERSION, decode_data,
+    decode_row, decode_row_with_stream,
+};
+use self::schema::{prepare_schema, quote_schema};
+use self::write::{APPEND, Batch, CHECK_JSON, SAVE_SNAPSHOT, STORED_IDS};
+use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
+use crate::error::{AppendError, ReadError, StoreError};
+use crate::event::NewEvent;
+use crate::snapshot::Snapshot;
+use crate::version::{ExpectedVersion, Position, StreamId, Version};
+
+/// The schema [`PostgresStore::connect`] uses.
+const DEFAULT_SCHEMA: &str = "public";
+
+/// First key of the append lock ("ESRC"); the second is the `events` table's oid, so
+/// stores in different schemas do not wait for each other.
+const APPEND_LOCK_CLASS: i32 = 0x4553_5243;
+
+/// How many idle connections the pool keeps; more are closed when returned.
+const MAX_IDLE: usize = 16;
+
+/// The statements of one store, with its schema spelled in.
+#[derive(Debug)]
+struct Sql {
+    begin_append: String,
+    append: String,
+    stream_version: String,
+    read_stream: String,
+    replay_stream: String,
+    read_all: String,
+    read_command: String,
+    stored_ids: String,
+    check_json: String,
+    load_snapshot: String,
+    save_snapshot: String,
+}
+
+impl Sql {
+    /// The statements of the store in `schema` (quoted), whose `events` table has the oid
+    /// `table_oid`.
+    fn new(schema: &str, table_oid: u32) -> Self {
+        let spell = |template: &str| template.replace("{schema}", schema);
+        Sql {
+            // One round trip; the lock keys are numbers, safe to spell in.
+            begin_append: format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {})",
+                table_oid.cast_signed()
+            ),
+            append: spell(APPEND),
+            stream_version: spell(STREAM_VERSION),
+            read_stream: spell(READ_STREAM),
+            replay_stream: spell(REPLAY_STREAM),
+            read_all: spell(READ_ALL),
+            read_command: spell(READ_COMMAND),
+            stored_ids: spell(STORED_IDS),
+            check_json: CHECK_JSON.into(),
+            load_snapshot: spell(LOAD_SNAPSHOT),
+            save_snapshot: spell(SAVE_SNAPSHOT),
+        }
+    }
+}
+
+/// The hot statements, prepared once per connection. Snapshot statements are not among
+/// them: a connection must not fail because someone dropped that disposable table.
+struct Statements {
+    append: Statement,
+    stream_version: Statement,
+    read_stream: Statement,
+    replay_stream: Statement,
+    read_all: Statement,
+    read_command: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client, sql: &Sql) -> Result<Self, postgres::Error> {
+        Ok(Statements {
+            append: client.prepare(&sql.append)?,
+            stream_version: client.prepare(&sql.stream_version)?,
+            read_stream: client.prepare(&sql.read_stream)?,
+            replay_stream: client.prepare(&sql.replay_stream)?,
+            read_all: client.prepare(&sql.read_all)?,
+            read_command: client.prepare(&sql.read_command)?,
+        })
+    }
+}
+
+/// A pooled connection.
+struct Conn {
+    client: Client,
+    stmts: Statements,
+    /// Set when the connection must not go back to the pool (a read left rows unread).
+    discard: bool,
+}
+
+/// An event store in a PostgreSQL database: every event in one append-only table that
+/// any number of processes on any number of nodes share.
+///
+/// # Layout
+/// Each store lives in one PostgreSQL schema (`public` unless
+/// [`PostgresStore::connect_with_schema`] names another) and holds:
+///
+/// - `events`: `position` (the global order, `BIGINT` primary key), `aggregate_type`,
+///   `stream_id`, `version`, `event_type`, `event_version`, `event_id` (`UUID`),
+///   `recorded_at` (`TIMESTAMPTZ`, from the server's clock when the insert starts, so it
+///   does not decrease along positions unless that clock is set back), `payload` and
+///   `metadata` (`JSONB`). `(aggregate_type, stream_id, version)` and `event_id` are
+///   unique.
+/// - a statement-level trigger that makes every UPDATE, DELETE and TRUNCATE of `events`
+///   fail with `eventsource: the events table is append-only; UPDATE is refused` (or
+///   DELETE, TRUNCATE); only the table's owner can disable it, and this crate never does.
+/// - `commands`: one row per idempotent command that ran
+///   ([`EventStore::append_command`]): `command_id` (`TEXT` primary key),
+///   `aggregate_type`, `stream_id`, `stream_version` (the stream's version after the
+///   command), `positions` (`BIGINT[]`, those of its events, possibly none) and
+///   `recorded_at` (the same time as its events'). Append-only like `events`, by the same
+///   kind of trigger: `eventsource: the commands table is append-only; DELETE is refused`.
+/// - `snapshots`: a disposable cache of aggregate states ([`EventStore::save_snapshot`]),
+///   `state` as `JSONB`; each save keeps the three newest of the stream. Dropping its
+///   rows loses nothing but replay time.
+/// - `eventsource_meta`: one row with the schema version (2). A store written by a newer
+///   eventsource is refused with [`StoreError::NewerSchema`].
+///
+/// The schema and its objects are created on first connect, in one transaction, under
+/// an advisory lock taken before that transaction begins, so processes that start at the
+/// same time do not race. Connecting to an existing store of the current version takes no
+/// lock and needs no privilege to create anything.
+///
+/// Payloads are stored as `JSONB`, so they can be indexed and queried, and are read back
+/// as PostgreSQL prints them: the same JSON value, but whitespace, key order and
+/// duplicate keys are not preserved. `JSONB` cannot hold the character U+0000 (`\u0000`);
+/// such an append is refused with [`AppendError::Encode`].
+///
+/// # Global order
+/// Positions must reach readers in order: a reader that has seen position `p` and then
+/// asks for everything after `p` must never miss an event committed later with a smaller
+/// position. Sequences do not give that (a transaction can take a value, then commit
+/// after a transaction that took a larger one).
+///
+/// So every append takes a transaction-scoped advisory lock on the table
+/// (`pg_advisory_xact_lock`, keyed by the table's oid), then, in one statement, reads the
+/// stream's version and `max(position)`, checks the expected version and inserts at
+/// `max(position) + 1, ...`. PostgreSQL makes a commit
+/// visible before it releases the transaction's locks, so the next append sees it and
+/// commits after it: commit order is position order. Hence the events any snapshot sees
+/// are exactly the positions `1..=n` for some `n` (no holes, nothing visible out of
+/// order), and `read_all_with(after)` in a loop sees every event exactly once. The same
+/// lock makes the expected-version check exact across connections and processes; the
+/// unique constraints stay as a backstop. Every writer must go through this type (or take
+/// the same lock) for the guarantee to hold.
+///
+/// An idempotent command is an append whose statement, under the same lock, first looks
+/// its id up in `commands` and, when the id is new and the expected version matches,
+/// inserts the events and the command's row together: so a command id is refused with
+/// [`AppendError::DuplicateCommand`] exactly, across connections, processes and
+/// restarts, with nothing stored. A writer that bypassed the lock and recorded the id
+/// first makes the insert violate `commands_pkey`, which is reported the same way.
+///
+/// The price: appends to one store are serialised, each holding the lock for two round
+/// trips (the insert and the commit) and its WAL flush. Throughput is bounded by that
+/// latency, not by the number of writers (about a thousand single-event appends a second
+/// on a local server): batch events into one append where the domain allows. A writer
+/// that stalls inside its transaction holds everyone else up, so set
+/// `idle_in_transaction_session_timeout` on the server.
+///
+/// # Connections and reads
+/// [`postgres::Client`] is not `Sync`; the store keeps a pool of up to 16 idle
+/// connections, each with its statements prepared, and opens another whenever all are
+/// busy (so it uses as many connections as it has concurrent calls). A connection found
+/// closed after a call is dropped; one the server closed while it was idle fails the next
+/// call made on it with [`StoreError::Postgres`], which can be retried. Connections are
+/// made without TLS.
+///
+/// Reads are one statement each, so one snapshot, and streamed: rows are decoded from the
+/// socket one at a time (the driver reads ahead a bounded amount) and lent to the visitor
+/// as a [`RecordedEventRef`](crate::RecordedEventRef) with payload and metadata borrowed
+/// from the row, so no read holds a whole stream in memory.
+/// [`EventStore::replay_stream_with`] selects only the five columns decoding needs
+/// (position, version, event type and version, payload). A read that the visitor stops
+/// early closes its connection rather than draining the remaining rows.
+///
+/// # Example
+/// `url` is a libpq-style connection string, as key-value pairs or a URL.
+///
+/// ```no_run
+/// use eventsource::{EventStore, ExpectedVersion, NewEvent, PostgresStore, StreamId};
+///
+/// let store = PostgresStore::connect("host=127.0.0.1 user=postgres dbname=bank")?;
+/// let stream = StreamId::new("account", "acc-1");
+/// let appended = store.append(&stream, ExpectedVersion::NoStream, &[
+///     NewEvent::new("account.opened", 1, r#"{"owner":"ann"}"#),
+/// ])?;
+/// assert_eq!(appended.stream_version.get(), 1);
+/// # Ok::<(), eventsource::Error>(())
+/// ```
+pub struct PostgresStore {
+    config: Config,
+    schema: String,
+    sql: Sql,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Config`'s Debug redacts the password.
+        f.debug_struct("PostgresStore")
+            .field("config", &self.config)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and uses the store in its `public` schema,
+    /// creating the tables if they do not exist.
+    ///
+    /// ```no_run
+    /// use eventsource::PostgresStore;
+    ///
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1/bank")?;
+    /// assert_eq!(store.schema(), "public");
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect_with_schema`].
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_schema(url, DEFAULT_SCHEMA)
+    }
+
+    /// Connects to the database at `url` and uses the store in `schema`, creating the
+    /// schema and its tables if they do not exist. Stores in different schemas of one
+    /// database are independent: separate events, positions and append locks.
+    ///
+    /// `schema` is used exactly as given (quoted, so case matters): ASCII letters, digits
+    /// and `_`, not starting with a digit or `pg_`, at most 63 bytes.
+    ///
+    /// ```no_run
+    /// use eventsource::PostgresStore;
+    ///
+    /// let billing = PostgresStore::connect_with_schema("host=127.0.0.1 user=postgres dbname=app", "billing")?;
+    /// let shipping = PostgresStore::connect_with_schema("host=127.0.0.1 user=postgres dbname=app", "shipping")?;
+    /// assert_ne!(billing.schema(), shipping.schema());
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when `url` is malformed, the server cannot be reached or
+    /// refuses a statement (missing privileges, for example);
+    /// [`StoreError::NotAStore`] (its `path` is the schema name) when `schema` is not a
+    /// valid name or holds an `events` table that eventsource did not create;
+    /// [`StoreError::NewerSchema`] when the store was written by a newer eventsource.
+    /// Nothing is changed in a schema that is refused.
+    pub fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let quoted = quote_schema(schema)?;
+        let config: Config = url.parse()?;
+        let mut client = config.connect(NoTls)?;
+        prepare_schema(&mut client, schema, &quoted)?;
+        let table_oid: u32 = client
+            .query_one(
+                "SELECT $1::text::regclass::oid",
+                &[&format!("{quoted}.events")],
+            )?
+            .try_get(0)?;
+        let sql = Sql::new(&quoted, table_oid);
+        let stmts = Statements::prepare(&mut client, &sql)?;
+        Ok(PostgresStore {
+            config,
+            schema: schema.to_owned(),
+            sql,
+            idle: Mutex::new(vec![Conn {
+                client,
+                stmts,
+                discard: false,
+            }]),
+        })
+    }
+
+    /// The PostgreSQL schema that holds the store.
+    ///
+    /// ```no_run
+    /// use eventsource::PostgresStore;
+    ///
+    /// let store = PostgresStore::connect_with_schema("host=127.0.0.1 user=postgres dbname=app", "orders")?;
+    /// assert_eq!(store.schema(), "orders");
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Runs `f` on an idle connection, opening one when none is idle. The connection goes
+    /// back to the pool unless it failed or `f` left it unusable.
+    fn with_conn<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.open().map_err(StoreError::Postgres)?,
+        };
+        // A panic in `f` (a visitor's) drops the connection: its state is unknown.
+        let result = f(&mut conn);
+        if !conn.discard && !conn.client.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    fn open(&self) -> Result<Conn, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        let stmts = Statements::prepare(&mut client, &self.sql)?;
+        Ok(Conn {
+            client,
+            stmts,
+            discard: false,
+        })
+    }
+}
+
+/// Wraps a driver error in the operation's error type.
+fn pg<E: From<StoreError>>(e: postgres::Error) -> E {
+    E::from(StoreError::Postgres(e))
+}
+
+/// A version, position or count as a SQL `BIGINT`, saturating: every stored value is at
+/// most `i64::MAX`, so a larger bound reads the same.
+fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A `BIGINT` column that the tables' CHECK constraints keep non-negative.
+fn stored_u64(n: i64) -> u64 {
+    n.unsigned_abs()
+}
+
+impl EventStore for PostgresStore {
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        let batch = Batch::new(stream, events)?;
+        if events.is_empty() {
+            let actual = self.stream_version(stream)?;
+            if !expected.matches(actual) {
+                return Err(AppendError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                });
+            }
+            return Ok(AppendResult {
+                stream_version: actual,
+                positions: Vec::new(),
+            });
+        }
+        self.with_conn(|conn| conn.append(&self.sql, None, stream, expected, &batch))
+    }
+
+    fn append_command(
+        &self,
+        command_id: &str,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        let batch = Batch::new(stream, events)?;
+        // Even without events: the command is recorded, under the lock.
+        self.with_conn(|conn| conn.append(&self.sql, Some(command_id), stream, expected, &batch))
+    }
+
+    fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        self.with_conn(|conn| conn.command(command_id))
+    }
+
+    fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        self.with_conn(|conn| conn.stream_version(stream).map_err(StoreError::Postgres))
+    }
+
+    fn read_stream_with(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), ReadError> {
+        let from = sql_int(from.get().max(1));
+        let limit = sql_int(max_count as u64);
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&stream.aggregate_type(), &stream.id(), &from, &limit];
+        self.with_conn(|conn| {
+            conn.read(
+                |s| &s.read_stream,
+                &params,
+                |row| visit(decode_row(row, stream.aggregate_type(), stream.id())?),
+            )
+        })
+    }
+
+    fn read_all_with(
+        &self,
+        after: Position,
+        max_count: usize,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), ReadError> {
+        let after = sql_int(after.get());
+        let limit = sql_int(max_count as u64);
+        let params: [&(dyn ToSql + Sync); 2] = [&after, &limit];
+        self.with_conn(|conn| {
+            conn.read(
+                |s| &s.read_all,
+                &params,
+                |row| visit(decode_row_with_stream(row)?),
+            )
+        })
+    }
+
+    fn replay_stream_with(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        visit: &mut DataVisitor<'_>,
+    ) -> Result<(), ReadError> {
+        let from = sql_int(from.get().max(1));
+        let limit = sql_int(max_count as u64);
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&stream.aggregate_type(), &stream.id(), &from, &limit];
+        self.with_conn(|conn| {
+            conn.read(
+                |s| &s.replay_stream,
+                &params,
+                |row| visit(decode_data(row)?),
+            )
+        })
+    }
+
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        at_most: Version,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.with_conn(|conn| {
+            conn.load_snapshot(&self.sql, stream, at_most, state_version)
+                .map_err(StoreError::Postgres)
+        })
+    }
+
+    fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            conn.save_snapshot(&self.sql, stream, snapshot)
+                .map_err(StoreError::Postgres)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PostgresStore>();
+    }
+
+    #[test]
+    fn every_statement_names_the_schema() {
+        let sql = Sql::new(r#""s""#, 42);
+        assert!(
+            sql.begin_append
+                .ends_with("pg_advisory_xact_lock(1163088451, 42)")
+        );
+        for statement in [
+            &sql.append,
+            &sql.stream_version,
+            &sql.read_stream,
+            &sql.replay_stream,
+            &sql.read_all,
+            &sql.read_command,
+            &sql.stored_ids,
+            &sql.load_snapshot,
+            &sql.save_snapshot,
+        ] {
+            assert!(!statement.contains("{schema}"), "{statement}");
+            assert!(statement.contains(r#""s"."#), "{statement}");
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The schema of a PostgreSQL store: checking the schema name, creating and migrating
+//! the tables under the DDL lock, and the names of the constraints an append can break.
+
+use std::path::PathBuf;
+
+use postgres::{Client, GenericClient};
+
+use crate::error::StoreError;
+
+/// The advisory lock held while creating or migrating a schema ("ESRCDDL").
+const DDL_LOCK: i64 = 0x4553_5243_4444_4c00;
+
+/// The longest PostgreSQL identifier (`NAMEDATALEN - 1`).
+const MAX_IDENTIFIER_LEN: usize = 63;
+
+/// The constraints of [`MIGRATIONS`] whose violation an append explains.
+pub(super) const STREAM_VERSION_KEY: &str = "events_stream_version_key";
+pub(super) const EVENT_ID_KEY: &str = "events_event_id_key";
+pub(super) const COMMAND_ID_KEY: &str = "commands_pkey";
+
+/// Schema migrations, `{schema}` standing for the quoted schema name: entry `i` takes a
+/// store from schema version `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r"
+CREATE TABLE {schema}.events (
+    position       BIGINT      NOT NULL,
+    aggregate_type TEXT        NOT NULL,
+    stream_id      TEXT        NOT NULL,
+    version        BIGINT      NOT NULL,
+    event_type     TEXT        NOT NULL,
+    event_version  BIGINT      NOT NULL,
+    event_id       UUID        NOT NULL,
+    recorded_at    TIMESTAMPTZ NOT NULL,
+    payload        JSONB       NOT NULL,
+    metadata       JSONB       NOT NULL,
+    CONSTRAINT events_pkey PRIMARY KEY (position),
+    CONSTRAINT events_position_check CHECK (position >= 1),
+    CONSTRAINT events_version_check CHECK (version >= 1),
+    CONSTRAINT events_event_version_check CHECK (event_version >= 1),
+    CONSTRAINT events_stream_version_key UNIQUE (aggregate_type, stream_id, version),
+    CONSTRAINT events_event_id_key UNIQUE (event_id)
+);
+COMMENT ON TABLE {schema}.events IS
+    'eventsource: append-only; UPDATE, DELETE and TRUNCATE are refused by a trigger';
+CREATE FUNCTION {schema}.events_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'eventsource: the events table is append-only; % is refused', TG_OP
+        USING HINT = 'Events are facts: append a compensating event instead.';
+END
+$$;
+CREATE TRIGGER events_refuse_change
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON {schema}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.events_refuse_change();
+",
+    r"
+CREATE TABLE {schema}.snapshots (
+    aggregate_type TEXT        NOT NULL,
+    stream_id      TEXT        NOT NULL,
+    state_version  BIGINT      NOT NULL,
+    version        BIGINT      NOT NULL,
+    state          JSONB       NOT NULL,
+    taken_at       TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (aggregate_type, stream_id, state_version, version)
+);
+COMMENT ON TABLE {schema}.snapshots IS
+    'eventsource: a disposable cache of aggregate states; the events table is the truth';
+CREATE TABLE {schema}.commands (
+    command_id     TEXT        NOT NULL,
+    aggregate_type TEXT        NOT NULL,
+    stream_id      TEXT        NOT NULL,
+    stream_version BIGINT      NOT NULL,
+    positions      BIGINT[]    NOT NULL,
+    recorded_at    TIMESTAMPTZ NOT NULL,
+    CONSTRAINT commands_pkey PRIMARY KEY (command_id),
+    CONSTRAINT commands_stream_version_check CHECK (stream_version >= 0),
+    CONSTRAINT commands_positions_check CHECK (1 <= ALL (positions))
+);
+COMMENT ON TABLE {schema}.commands IS
+    'eventsource: the idempotent commands that ran, each written with its events; append-only';
+CREATE FUNCTION {schema}.commands_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'eventsource: the commands table is append-only; % is refused', TG_OP
+        USING HINT = 'A command id records that the command ran: use a new id to run it again.';
+END
+$$;
+CREATE TRIGGER commands_refuse_change
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON {schema}.commands
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.commands_refuse_change();
+",
+];
+
+/// The schema version this build writes and reads.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Checks that `name` is a plain identifier and returns it double-quoted.
+pub(super) fn quote_schema(name: &str) -> Result<String, StoreError> {
+    let valid = name.len() <= MAX_IDENTIFIER_LEN
+        && name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.to_ascii_lowercase().starts_with("pg_");
+    if valid {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(StoreError::NotAStore {
+            path: PathBuf::from(name),
+            reason: "a schema name must be 1 to 63 ASCII letters, digits and `_`, \
+                     not starting with a digit or `pg_`"
+                .into(),
+        })
+    }
+}
+
+/// The schema version recorded in `quoted`, `None` when it has no eventsource tables.
+fn schema_version(
+    client: &mut impl GenericClient,
+    quoted: &str,
+) -> Result<Option<i64>, StoreError> {
+    if !relation_exists(client, &format!("{quoted}.eventsource_meta"))? {
+        return Ok(None);
+    }
+    let row = client.query_opt(
+        &format!("SELECT schema_version FROM {quoted}.eventsource_meta"),
+        &[],
+    )?;
+    Ok(Some(match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    }))
+}
+
+fn relation_exists(client: &mut impl GenericClient, qualified: &str) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])?
+        .try_get(0)?)
+}
+
+fn newer_schema(schema: &str, found: i64) -> StoreError {
+    StoreError::NewerSchema {
+        path: PathBuf::from(schema),
+        found,
+        supported: SCHEMA_VERSION,
+    }
+}
+
+/// Checks that `schema` holds a store of a version we know, creating or migrating it
+/// otherwise. Nothing is written to a schema that is refused.
+pub(super) fn prepare_schema(
+    client: &mut Client,
+    schema: &str,
+    quoted: &str,
+) -> Result<(), StoreError> {
+    // The common case needs no lock (nor the privilege to create anything).
+    match schema_version(client, quoted)? {
+        Some(found) if found > SCHEMA_VERSION => return Err(newer_schema(schema, found)),
+        Some(SCHEMA_VERSION) => return Ok(()),
+        _ => {}
+    }
+    // A session lock taken before the transaction: a transaction that began before
+    // another process committed its DDL could still find that DDL's tables missing in its
+    // catalog caches. On an error the caller drops the connection, which releases it.
+    client.execute("SELECT pg_advisory_lock($1)", &[&DDL_LOCK])?;
+    migrate(client, schema, quoted)?;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&DDL_LOCK])?;
+    Ok(())
+}
+
+/// Creates or migrates the schema; the caller holds the DDL lock.
+fn migrate(client: &mut Client, schema: &str, quoted: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    // Another process may have created or migrated the schema meanwhile.
+    let from = match schema_version(&mut tx, quoted)? {
+        Some(found) if found > SCHEMA_VERSION => return Err(newer_schema(schema, found)),
+        Some(SCHEMA_VERSION) => return Ok(()),
+        Some(found) => usize::try_from(found).map_err(|_| StoreError::NotAStore {
+            path: PathBuf::from(schema),
+            reason: format!("its eventsource_meta records schema version {found}"),
+        })?,
+        None => {
+            if relation_exists(&mut tx, &format!("{quoted}.events"))? {
+                return Err(StoreError::NotAStore {
+                    path: PathBuf::from(schema),
+                    reason: "it has an `events` table that eventsource did not create".into(),
+                });
+            }
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[&schema],
+                )?
+                .try_get(0)?;
+            if !exists {
+                tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))?;
+            }
+            tx.batch_execute(&format!(
+                "CREATE TABLE {quoted}.eventsource_meta (\
+                     id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id), \
+                     schema_version BIGINT NOT NULL)"
+            ))?;
+            0
+        }
+    };
+    for migration in MIGRATIONS.iter().skip(from) {
+        tx.batch_execute(&migration.replace("{schema}", quoted))?;
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {quoted}.eventsource_meta (schema_version) VALUES ($1) \
+             ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version"
+        ),
+        &[&SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() -> Result<(), StoreError> {
+        assert_eq!(quote_schema("public")?, r#""public""#);
+        assert_eq!(quote_schema("Es_test_1")?, r#""Es_test_1""#);
+        assert_eq!(
+            quote_schema(&"a".repeat(63))?,
+            format!("\"{}\"", "a".repeat(63))
+        );
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a\"b",
+            "a b",
+            "pg_x",
+            "PG_x",
+            "é",
+            &"a".repeat(64),
+        ] {
+            let err = quote_schema(bad);
+            assert!(
+                matches!(&err, Err(StoreError::NotAStore { path, .. }) if path.as_os_str() == bad),
+                "{bad:?}: {err:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_migration_names_the_schema_it_runs_in() {
+        for migration in MIGRATIONS {
+            for statement in migration.split(';').filter(|s| s.contains("CREATE")) {
+                assert!(statement.contains("{schema}."), "{statement}");
+            }
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! Upcasting: lifting stored events written in an old shape to the current shape on
+//! read, so old events stay in the table as they were written.
+//!
+//! Two tools, usable together:
+//! - typed: keep the old shape as its own struct and name it in
+//!   `#[event(upcast_from = OldStruct)]` with a `From<OldStruct>` impl; chains of any
+//!   length (and across renames) decode through each `From` in turn;
+//! - on JSON: register functions in [`Upcasters`] that turn a stored
+//!   (type, version, JSON) into the next (type', version', JSON'); they chain until
+//!   no function is registered for the result.
+//!
+//! Every JSON upcaster declares what it produces, so the whole registry is checked
+//! against the aggregate's events when a repository is built
+//! ([`Upcasters::validate`]): two upcasters for one (type, version), a chain that ends
+//! at a version the aggregate cannot decode and a cycle are errors before any read.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::aggregate::EventSet;
+use crate::error::ReadError;
+use crate::event::{DecodeFailure, Payload, RecordedEventRef};
+
+pub use self::validate::RegistrationError;
+
+mod validate;
+
+/// A stored event on its way through the upcasters: type, version and JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    /// The event type.
+    pub event_type: String,
+    /// The version of the payload's shape.
+    pub event_version: u32,
+    /// The payload.
+    pub payload: Value,
+}
+
+impl RawEvent {
+    /// An event of type `event_type` at `event_version` with `payload`.
+    pub fn new(event_type: impl Into<String>, event_version: u32, payload: Value) -> Self {
+        RawEvent {
+            event_type: event_type.into(),
+            event_version,
+            payload,
+        }
+    }
+}
+
+/// A stored (event type, event version), shown as `type@version`.
+///
+/// ```
+/// use eventsource::EventKey;
+///
+/// assert_eq!(EventKey::new("account.opened", 2).to_string(), "account.opened@2");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventKey {
+    /// The event type.
+    pub event_type: String,
+    /// The event version.
+    pub version: u32,
+}
+
+impl EventKey {
+    /// The key of `event_type` at `version`.
+    pub fn new(event_type: impl Into<String>, version: u32) -> Self {
+        EventKey {
+            event_type: event_type.into(),
+            version,
+        }
+    }
+
+    fn is(&self, event_type: &str, version: u32) -> bool {
+        self.version == version && self.event_type == event_type
+    }
+}
+
+impl fmt::Display for EventKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.event_type, self.version)
+    }
+}
+
+/// Why an upcaster could not lift a stored event. Return it from your upcaster
+/// functions; the repository wraps it with the event's location.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpcastError {
+    /// The upcaster refused the payload.
+    #[error("{0}")]
+    Invalid(String),
+    /// Upcasters kept producing events that are upcast again: a cycle. (Registered
+    /// through a repository, upcasters are checked for cycles before any read.)
+    #[error("upcasting did not finish after {steps} steps (a cycle of upcasters?)")]
+    TooManySteps {
+        /// How many upcaster calls ran.
+        steps: usize,
+    },
+    /// A [`Upcasters::custom`] function produced an event it did not declare: fix the
+    /// function or its `outputs`.
+    #[error("the upcaster of `{upcaster}` produced `{produced}`, which it does not declare")]
+    Undeclared {
+        /// The stored (type, version) the upcaster lifts.
+        upcaster: EventKey,
+        /// What it produced.
+        produced: EventKey,
+    },
+}
+
+impl UpcastError {
+    /// An upcaster error with a message.
+    pub fn invalid(message: impl fmt::Display) -> Self {
+        UpcastError::Invalid(message.to_string())
+    }
+}
+
+type UpcastFn = dyn Fn(RawEvent) -> Result<Vec<RawEvent>, UpcastError> + Send + Sync;
+
+/// One registered upcaster.
+struct Registered {
+    /// Every (type, version) it may produce.
+    outputs: Vec<EventKey>,
+    /// Whether its results must be checked against `outputs` (user functions).
+    check_outputs: bool,
+    /// For `Debug`: payload, rename, custom or discard.
+    kind: &'static str,
+    f: Box<UpcastFn>,
+}
+
+/// The upcasters of a repository: functions keyed by the stored (type, version) they
+/// lift, each declaring what it produces.
+///
+/// | method | stored event | becomes |
+/// |---|---|---|
+/// | [`payload`](Upcasters::payload) | `type@v` | `type@v+1`, JSON changed by your function |
+/// | [`rename`](Upcasters::rename) | `old@v` | `new@w`, same JSON |
+/// | [`custom`](Upcasters::custom) | `type@v` | any number of the declared outputs (split) |
+/// | [`discard`](Upcasters::discard) | `type@v` | nothing (an obsolete event) |
+///
+/// ```
+/// use eventsource::{RawEvent, Upcasters};
+/// use serde_json::json;
+///
+/// let upcasters = Upcasters::new()
+///     // v1 had no currency: add one.
+///     .payload("money.deposited", 1, |mut p| {
+///         p["currency"] = json!("EUR");
+///         Ok(p)
+///     })
+///     // the type was once called `AccountCreated`.
+///     .rename("AccountCreated", 1, "account.opened", 1)
+///     // a transfer is now two events.
+///     .custom("transfer.made", 1, &[("money.withdrawn", 1), ("money.deposited", 2)], |raw| {
+///         let amount = raw.payload["amount"].clone();
+///         Ok(vec![
+///             RawEvent::new("money.withdrawn", 1, json!({ "amount": amount })),
+///             RawEvent::new("money.deposited", 2, json!({ "amount": amount, "currency": "EUR" })),
+///         ])
+///     })
+///     .discard("account.audited", 1);
+///
+/// let out = upcasters.upcast(RawEvent::new("money.deposited", 1, json!({"amount": 5})))?;
+/// assert_eq!(out, vec![RawEvent::new("money.deposited", 2, json!({"amount": 5, "currency": "EUR"}))]);
+/// assert_eq!(upcasters.upcast(RawEvent::new("transfer.made", 1, json!({"amount": 3})))?.len(), 2);
+/// assert!(upcasters.upcast(RawEvent::new("account.audited", 1, json!({})))?.is_empty());
+/// # Ok::<(), eventsource::UpcastError>(())
+/// ```
+#[derive(Default)]
+pub struct Upcasters {
+    // Keyed by type, then version: lookups on the read path borrow the stored `&str`.
+    by_type: HashMap<String, HashMap<u32, Registered>>,
+    // Registered again after the first: reported by `validate`.
+    duplicates: Vec<EventKey>,
+}
+
+/// Upcasting stops after this many steps for one stored event: a longer chain is a cycle.
+const MAX_STEPS: usize = 1024;
+
+impl Upcasters {
+    /// No upcasters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lifts the payload of `event_type` from `from_version` to `from_version + 1` with
+    /// `f` (add a field with a default, rename or retype one, ...).
+    ///
+    /// ```
+    /// use eventsource::{RawEvent, Upcasters};
+    /// use serde_json::json;
+    ///
+    /// let up = Upcasters::new().payload("user.named", 1, |mut p| {
+    ///     p["name"] = p["first"].take(); // renamed field
+    ///     Ok(p)
+    /// });
+    /// let out = up.upcast(RawEvent::new("user.named", 1, json!({"first": "ann"})))?;
+    /// assert_eq!(out[0].payload["name"], "ann");
+    /// # Ok::<(), eventsource::UpcastError>(())
+    /// ```
+    #[must_use]
+    pub fn payload<F>(self, event_type: &str, from_version: u32, f: F) -> Self
+    where
+        F: Fn(Value) -> Result<Value, UpcastError> + Send + Sync + 'static,
+    {
+        let next = from_version.saturating_add(1);
+        let f = move |mut raw: RawEvent| {
+            raw.payload = f(raw.payload.take())?;
+            raw.event_version = next;
+            Ok(vec![raw])
+        };
+        let outputs = vec![EventKey::new(event_type, next)];
+        self.register(event_type, from_version, outputs, false, "payload", f)
+    }
+
+    /// Reads events stored as `old_type` at `old_version` as `new_type` at `new_version`
+    /// with the same payload.
+    ///
+    /// ```
+    /// use eventsource::{RawEvent, Upcasters};
+    /// use serde_json::json;
+    ///
+    /// let up = Upcasters::new().rename("AccountCreated", 1, "account.opened", 1);
+    /// let out = up.upcast(RawEvent::new("AccountCreated", 1, json!({"owner": "ann"})))?;
+    /// assert_eq!(out, [RawEvent::new("account.opened", 1, json!({"owner": "ann"}))]);
+    /// # Ok::<(), eventsource::UpcastError>(())
+    /// ```
+    #[must_use]
+    pub fn rename(
+        self,
+        old_type: &str,
+        old_version: u32,
+        new_type: &str,
+        new_version: u32,
+    ) -> Self {
+        let target = new_type.to_owned();
+        let f = move |mut raw: RawEvent| {
+            raw.event_type.clone_from(&target);
+            raw.event_version = new_version;
+            Ok(vec![raw])
+        };
+        let outputs = vec![EventKey::new(new_type, new_version)];
+        self.register(old_type, old_version, outputs, false, "rename", f)
+    }
+
+    /// The general form: turns one stored event into any number of events (several
+    /// split it, none drops it), each of a (type, version) listed in `outputs`. Each
+    /// result is upcast again if an upcaster matches it.
+    ///
+    /// The declared outputs are what [`Upcasters::validate`] follows; producing anything
+    /// else is [`UpcastError::Undeclared`] at read time.
+    ///
+    /// ```
+    /// use eventsource::{RawEvent, Upcasters};
+    /// use serde_json::json;
+    ///
+    /// let up = Upcasters::new().custom("order.placed", 1, &[("order.placed", 2), ("line.added", 1)], |raw| {
+    ///     let mut out = vec![RawEvent::new("order.placed", 2, json!({ "id": raw.payload["id"] }))];
+    ///     for line in raw.payload["lines"].as_array().into_iter().flatten() {
+    ///         out.push(RawEvent::new("line.added", 1, line.clone()));
+    ///     }
+    ///     Ok(out)
+    /// });
+    /// let out = up.upcast(RawEvent::new("order.placed", 1, json!({"id": 7, "lines": [{"sku": "a"}, {"sku": "b"}]})))?;
+    /// assert_eq!(out.len(), 3);
+    /// assert_eq!(out[2], RawEvent::new("line.added", 1, json!({"sku": "b"})));
+    /// # Ok::<(), eventsource::UpcastError>(())
+    /// ```
+    #[must_use]
+    pub fn custom<F>(self, event_type: &str, version: u32, outputs: &[(&str, u32)], f: F) -> Self
+    where
+        F: Fn(RawEvent) -> Result<Vec<RawEvent>, UpcastError> + Send + Sync + 'static,
+    {
+        let outputs = outputs
+            .iter()
+            .map(|&(event_type, version)| EventKey::new(event_type, version))
+            .collect();
+        self.register(event_type, version, outputs, true, "custom", f)
+    }
+
+    /// Drops every event stored as `event_type` at `version` on read (an obsolete event
+    /// that no longer means anything). Stream versions are still counted as stored.
+    ///
+    /// ```
+    /// use eventsource::{RawEvent, Upcasters};
+    ///
+    /// let up = Upcasters::new().discard("account.audited", 1);
+    /// assert!(up.upcast(RawEvent::new("account.audited", 1, serde_json::json!({})))?.is_empty());
+    /// # Ok::<(), eventsource::UpcastError>(())
+    /// ```
+    #[must_use]
+    pub fn discard(self, event_type: &str, version: u32) -> Self {
+        self.register(event_type, version, Vec::new(), false, "discard", |_| {
+            Ok(Vec::new())
+        })
+    }
+
+    fn register<F>(
+        mut self,
+        event_type: &str,
+        version: u32,
+        outputs: Vec<EventKey>,
+        check_outputs: bool,
+        kind: &'static str,
+        f: F,
+    ) -> Self
+    where
+        F: Fn(RawEvent) -> Result<Vec<RawEvent>, UpcastError> + Send + Sync + 'static,
+    {
+        let versions = self.by_type.entry(event_type.to_owned()).or_default();
+        match versions.entry(version) {
+            // The first registration stays; `validate` reports the second.
+            Entry::Occupied(_) => self.duplicates.push(EventKey::new(event_type, version)),
+            Entry::Vacant(slot) => {
+                slot.insert(Registered {
+                    outputs,
+                    check_outputs,
+                    kind,
+                    f: Box::new(f),
+                });
+            }
+        }
+        self
+    }
+
+    /// Whether no upcaster is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_type.is_empty()
+    }
+
+    /// Whether an upcaster is registered for a stored (type, version).
+    pub fn handles(&self, event_type: &str, event_version: u32) -> bool {
+        self.entry(event_type, event_version).is_some()
+    }
+
+    /// Every registered stored (type, version), sorted.
+    ///
+    /// ```
+    /// use eventsource::{EventKey, Upcasters};
+    ///
+    /// let up = Upcasters::new().discard("b", 1).rename("a", 1, "b", 2);
+    /// assert_eq!(up.registered(), [EventKey::new("a", 1), EventKey::new("b", 1)]);
+    /// ```
+    pub fn registered(&self) -> Vec<EventKey> {
+        let mut keys: Vec<EventKey> = self
+            .by_type
+            .iter()
+            .flat_map(|(t, vs)| vs.keys().map(move |&v| EventKey::new(t.as_str(), v)))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn entry(&self, event_type: &str, version: u32) -> Option<&Registered> {
+        self.by_type.get(event_type)?.get(&version)
+    }
+
+    /// Runs the upcasters on one stored event until none matches, depth first, so the
+    /// results come out in order.
+    ///
+    /// # Errors
+    /// The first upcaster error, [`UpcastError::Undeclared`] when a
+    /// [`custom`](Upcasters::custom) function produces what it did not declare, or
+    /// [`UpcastError::TooManySteps`] for a cycle.
+    pub fn upcast(&self, event: RawEvent) -> Result<Vec<RawEvent>, UpcastError> {
+        let mut done = Vec::new();
+        let mut pending = vec![event];
+        let mut steps = 0;
+        while let Some(raw) = pending.pop() {
+            let found = self
+                .by_type
+                .get_key_value(raw.event_type.as_str())
+                .and_then(|(t, versions)| {
+                    Some((t, raw.event_version, versions.get(&raw.event_version)?))
+                });
+            let Some((event_type, version, entry)) = found else {
+                done.push(raw);
+                continue;
+            };
+            steps += 1;
+            if steps > MAX_STEPS {
+                return Err(UpcastError::TooManySteps { steps: MAX_STEPS });
+            }
+            let produced = (entry.f)(raw)?;
+            if entry.check_outputs {
+                let undeclared = produced.iter().find(|out| {
+                    !entry
+                        .outputs
+                        .iter()
+                        .any(|k| k.is(&out.event_type, out.event_version))
+                });
+                if let Some(out) = undeclared {
+                    return Err(UpcastError::Undeclared {
+                        upcaster: EventKey::new(event_type.as_str(), version),
+                        produced: EventKey::new(out.event_type.as_str(), out.event_version),
+                    });
+                }
+            }
+            // Reversed so that popping yields them in order.
+            pending.extend(produced.into_iter().rev());
+        }
+        Ok(done)
+    }
+
+    /// Decodes one stored event into the aggregate's events `E`, through the upcasters
+    /// (which may turn it into none or several), handing each to `f` in order: what a
+    /// repository does on every read, for projections and checks of your own over
+    /// [`EventStore::read_all_with`](crate::EventStore::read_all_with).
+    ///
+    /// # Errors
+    /// [`ReadError::Upcast`] when an upcaster fails, [`ReadError::Decode`] when a result
+    /// does not decode; both name the stored event.
+    ///
+    /// ```
+    /// use eventsource::{event, Aggregate, Apply, EventStore, Position, SqliteStore, StreamId, ExpectedVersion, NewEvent, Upcasters};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[event(name = "note.added")]
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// pub struct NoteAdded { pub text: String }
+    ///
+    /// #[derive(Debug, Default, Aggregate)]
+    /// #[aggregate(name = "note", events(NoteAdded))]
+    /// pub struct Note;
+    /// # impl Apply<NoteAdded> for Note { fn apply(&mut self, _: &NoteAdded) {} }
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// store.append(&StreamId::new("note", "1"), ExpectedVersion::Any, &[NewEvent::new("memo", 1, r#"{"text":"hi"}"#)])?;
+    /// let upcasters = Upcasters::new().rename("memo", 1, "note.added", 1);
+    /// let mut texts = Vec::new();
+    /// store.read_all_with(Position::new(0), 100, &mut |stored| {
+    ///     upcasters.decode(&stored, |NoteEvent::NoteAdded(e)| texts.push(e.text))
+    /// })?;
+    /// assert_eq!(texts, ["hi"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode<E: EventSet>(
+        &self,
+        event: &RecordedEventRef<'_>,
+        mut f: impl FnMut(E),
+    ) -> Result<(), ReadError> {
+        let payload = Payload::Text(event.payload);
+        self.lift(event.event_type, event.event_version, payload, &mut f)
+            .map_err(|failure| match failure {
+                LiftError::Upcast(source) => ReadError::Upcast {
+                    at: Box::new(event.location()),
+                    source,
+                },
+                LiftError::Decode(source) => ReadError::Decode {
+                    at: Box::new(event.location()),
+                    source,
+                },
+            })
+    }
+
+    /// [`Upcasters::decode`] without a location: upcasts a stored (type, version,
+    /// payload) and decodes each result.
+    pub(crate) fn lift<E: EventSet>(
+        &self,
+        event_type: &str,
+        version: u32,
+        payload: Payload<'_>,
+        f: &mut impl FnMut(E),
+    ) -> Result<(), LiftError> {
+        // The fast path of every replay: no upcaster (or none for this event).
+        if self.is_empty() || !self.handles(event_type, version) {
+            f(E::decode(event_type, version, payload).map_err(LiftError::Decode)?);
+            return Ok(());
+        }
+        let payload = match payload {
+            Payload::Text(text) => serde_json::from_str(text)
+                .map_err(|e| LiftError::Decode(DecodeFailure::Payload(e)))?,
+            Payload::Value(value) => value,
+        };
+        let lifted = self
+            .upcast(RawEvent::new(event_type, version, payload))
+            .map_err(LiftError::Upcast)?;
+        for raw in lifted {
+            let payload = Payload::Value(raw.payload);
+            f(
+                E::decode(&raw.event_type, raw.event_version, payload)
+                    .map_err(LiftError::Decode)?,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Upcasters::lift`] failed.
+#[derive(Debug)]
+pub(crate) enum LiftError {
+    Upcast(UpcastError),
+    Decode(DecodeFailure),
+}
+
+impl fmt::Debug for Upcasters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown: Vec<(EventKey, String)> = self
+            .by_type
+            .iter()
+            .flat_map(|(t, versions)| versions.iter().map(move |(&v, entry)| (t, v, entry)))
+            .map(|(t, v, entry)| {
+                let key = EventKey::new(t.as_str(), v);
+                let outputs: Vec<String> = entry.outputs.iter().map(ToString::to_string).collect();
+                let shown = format!("{key} -({})-> [{}]", entry.kind, outputs.join(", "));
+                (key, shown)
+            })
+            .collect();
+        shown.sort();
+        let shown: Vec<String> = shown.into_iter().map(|(_, s)| s).collect();
+        f.debug_struct("Upcasters")
+            .field("registered", &shown)
+            .field("duplicates", &self.duplicates)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn chains_run_in_order_and_splits_keep_order() -> Result<(), UpcastError> {
+        let up = Upcasters::new()
+            .rename("Old", 1, "new", 1)
+            .payload("new", 1, |mut p| {
+                p["b"] = json!(2);
+                Ok(p)
+            })
+            .custom("pair", 1, &[("first", 1), ("Old", 1)], |raw| {
+                Ok(vec![
+                    RawEvent::new("first", 1, raw.payload.clone()),
+                    RawEvent::new("Old", 1, raw.payload),
+                ])
+            })
+            .discard("gone", 1);
+        assert_eq!(
+            up.upcast(RawEvent::new("Old", 1, json!({"a": 1})))?,
+            vec![RawEvent::new("new", 2, json!({"a": 1, "b": 2}))]
+        );
+        let split = up.upcast(RawEvent::new("pair", 1, json!({})))?;
+        assert_eq!(split[0].event_type, "first");
+        assert_eq!(split[1], RawEvent::new("new", 2, json!({"b": 2})));
+        assert!(up.upcast(RawEvent::new("gone", 1, json!(null)))?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_cycle_is_an_error_not_a_hang() {
+        let up = Upcasters::new()
+            .rename("a", 1, "b", 1)
+            .rename("b", 1, "a", 1);
+        assert!(matches!(
+            up.upcast(RawEvent::new("a", 1, json!({}))),
+            Err(UpcastError::TooManySteps { .. })
+        ));
+    }
+
+    #[test]
+    fn custom_outputs_are_checked_at_read_time() {
+        let up = Upcasters::new().custom("a", 1, &[("a", 2)], |raw| {
+            Ok(vec![RawEvent::new("b", 2, raw.payload)])
+        });
+        match up.upcast(RawEvent::new("a", 1, json!({}))) {
+            Err(UpcastError::Undeclared { upcaster, produced }) => {
+                assert_eq!(
+                    (upcaster, produced),
+                    (EventKey::new("a", 1), EventKey::new("b", 2))
+                );
+            }
+            other => panic!("expected an undeclared output, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debug_lists_each_upcaster_and_what_it_produces() {
+        let up = Upcasters::new().rename("a", 1, "b", 2).discard("c", 1);
+        assert_eq!(
+            format!("{up:?}"),
+            r#"Upcasters { registered: ["a@1 -(rename)-> [b@2]", "c@1 -(discard)-> []"], duplicates: [] }"#
+        );
+    }
+}

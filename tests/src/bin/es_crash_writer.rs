@@ -1,0 +1,119 @@
+//! Helper process of `tests/reliability_crash.rs`: appends batches to a SQLite store in a
+//! loop until it is killed.
+//!
+//! ```text
+//! es_crash_writer <path> <round> full|normal
+//! ```
+//!
+//! Each batch holds 1 to 20 events for one of the streams `crash/s0`..`crash/s2`, every
+//! payload naming its batch, its index and the batch size (see
+//! `eventsource_tests::reliability::batch_payload`). After `append` returns, the
+//! acknowledgement is printed and flushed (see `eventsource_tests::reliability::Ack`).
+//! About one batch in eight is appended so that the store must refuse it (a stale
+//! expected version or an event id repeated in the batch); `refused <batch>` is printed
+//! after the refusal. Stops by itself after 5,000 batches or 30 seconds (`done`); any
+//! unexpected result is printed as `error ...` and exits with status 1.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use eventsource::{
+    AppendError, EventStore, ExpectedVersion, Metadata, NewEvent, SqliteOptions, SqliteStore,
+    StreamId, Synchronous, Version,
+};
+use eventsource_tests::reliability::{Ack, SplitMix64, batch_payload};
+
+type Error = Box<dyn std::error::Error>;
+
+const STREAMS: usize = 3;
+const MAX_BATCHES: u64 = 5_000;
+const MAX_TIME: Duration = Duration::from_secs(30);
+
+fn batch(id: &str, size: u64) -> Vec<NewEvent> {
+    (0..size)
+        .map(|index| {
+            NewEvent::new("crash.appended", 1, batch_payload(id, index, size))
+                .with_metadata(Metadata::new().correlation_id(id))
+        })
+        .collect()
+}
+
+fn run(path: &str, round: u64, synchronous: Synchronous) -> Result<(), Error> {
+    let store = SqliteStore::open_with(path, SqliteOptions::new().synchronous(synchronous))?;
+    let streams: Vec<StreamId> = (0..STREAMS)
+        .map(|i| StreamId::new("crash", format!("s{i}")))
+        .collect();
+    let mut versions = streams
+        .iter()
+        .map(|s| store.stream_version(s))
+        .collect::<Result<Vec<Version>, _>>()?;
+    let mut rng = SplitMix64::new(round.wrapping_mul(0x5851_F42D_4C95_7F2D) ^ 0x00C0_FFEE);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let started = Instant::now();
+    for k in 0..MAX_BATCHES {
+        if started.elapsed() > MAX_TIME {
+            break;
+        }
+        let id = format!("r{round}b{k}");
+        let which = usize::try_from(rng.next_u64() % STREAMS as u64)?;
+        let (stream, version) = (&streams[which], versions[which]);
+        let size = rng.between(1, 20);
+        let mut events = batch(&id, size);
+        match rng.between(0, 15) {
+            0 if version > Version::NONE => {
+                let stale = Version::new(version.get() - 1);
+                match store.append(stream, ExpectedVersion::Exact(stale), &events) {
+                    Err(AppendError::Conflict { actual, .. }) if actual == version => {}
+                    other => return Err(format!("{id}: expected a conflict: {other:?}").into()),
+                }
+                writeln!(out, "refused {id}")?;
+            }
+            1 if size > 1 => {
+                let last = events.len() - 1;
+                events[last].event_id = events[0].event_id;
+                match store.append(stream, ExpectedVersion::Exact(version), &events) {
+                    Err(AppendError::DuplicateEventId { .. }) => {}
+                    other => return Err(format!("{id}: expected a duplicate: {other:?}").into()),
+                }
+                writeln!(out, "refused {id}")?;
+            }
+            _ => {
+                let appended = store.append(stream, ExpectedVersion::Exact(version), &events)?;
+                versions[which] = appended.stream_version;
+                let ack = Ack {
+                    batch: id,
+                    stream: stream.id().to_owned(),
+                    first: version.next(),
+                    last: appended.stream_version,
+                    positions: appended.positions,
+                };
+                writeln!(out, "{ack}")?;
+            }
+        }
+        out.flush()?;
+    }
+    writeln!(out, "done")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [path, round, sync] => match (round.parse::<u64>(), sync.as_str()) {
+            (Ok(round), "full") => run(path, round, Synchronous::Full),
+            (Ok(round), "normal") => run(path, round, Synchronous::Normal),
+            _ => Err("usage: es_crash_writer <path> <round> full|normal".into()),
+        },
+        _ => Err("usage: es_crash_writer <path> <round> full|normal".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("error {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
