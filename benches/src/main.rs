@@ -7,6 +7,7 @@
 //! ```
 
 mod domain;
+mod postgres;
 mod raw;
 mod report;
 mod upcast;
@@ -19,7 +20,7 @@ use std::error::Error;
 pub struct Options {
     /// Multiplies every workload's size (1.0 = the sizes of the README table).
     pub scale: f64,
-    /// Which workloads to run (letters A to G).
+    /// Which workloads to run (letters A to G, and P for PostgreSQL).
     pub only: String,
     /// A PostgreSQL connection string, to add PostgreSQL rows.
     pub postgres: Option<String>,
@@ -40,7 +41,7 @@ impl Options {
     fn parse() -> Result<Self, String> {
         let mut options = Options {
             scale: 1.0,
-            only: "ABCDEFG".into(),
+            only: "ABCDEFGP".into(),
             postgres: std::env::var("EVENTSOURCE_POSTGRES_URL").ok(),
         };
         let mut args = std::env::args().skip(1);
@@ -75,6 +76,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             'C' => workloads::replay(&options, dir.path())?,
             'D' => workloads::concurrent_writers(&options, dir.path())?,
             'E' => workloads::snapshot_load(&options, dir.path())?,
+            'P' => postgres::bench(&options, dir.path())?,
             'F' => workloads::growth(&options, dir.path())?,
             'G' => upcast::bench(&options, dir.path())?,
             other => return Err(format!("unknown workload `{other}`").into()),

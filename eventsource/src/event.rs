@@ -321,13 +321,26 @@ impl Metadata {
     /// The metadata as JSON text, as stored (`{}` when empty).
     ///
     /// # Errors
-    /// When an `extra` value cannot be serialized (it always can for JSON values).
+    /// When an `extra` key is one of the named fields (`correlation_id`, `causation_id`,
+    /// `actor`): stored, it would be a duplicate key that no reader can trust.
+    ///
+    /// ```
+    /// use eventsource::Metadata;
+    ///
+    /// assert!(Metadata::new().with("actor", "mallory").to_json().is_err());
+    /// ```
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         if self.is_empty() {
-            Ok(String::from("{}"))
-        } else {
-            serde_json::to_string(self)
+            return Ok(String::from("{}"));
         }
+        for key in ["correlation_id", "causation_id", "actor"] {
+            if self.extra.contains_key(key) {
+                return Err(<serde_json::Error as serde::ser::Error>::custom(format!(
+                    "metadata `extra` has the key `{key}`, which is a field of its own: set the field instead"
+                )));
+            }
+        }
+        serde_json::to_string(self)
     }
 }
 

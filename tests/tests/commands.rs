@@ -151,3 +151,52 @@ fn the_store_refuses_a_recorded_command_id_and_duplicate_event_ids() -> TestResu
     assert!(err.to_string().contains("append-only"), "{err}");
     Ok(())
 }
+
+#[test]
+fn processes_racing_one_command_id_run_it_once() -> TestResult {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let tmp = TempStore::new()?;
+    let accounts = Repository::<Account, _>::new(SqliteStore::open(&tmp.path)?);
+    accounts.execute("a", |a| a.open("ann"))?;
+    let path = tmp.path.to_str().ok_or("path is not UTF-8")?;
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_es_once"))
+            .args([path, "a", "payment-42", "30"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+    };
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        let mut child = spawn()?;
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        assert_eq!(line.trim(), "ready");
+        children.push((child, out));
+    }
+    for (child, _) in &mut children {
+        writeln!(child.stdin.as_mut().ok_or("no stdin")?)?;
+    }
+    let mut lines = Vec::new();
+    for (mut child, mut out) in children {
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        assert!(child.wait()?.success(), "child failed: {line}");
+        lines.push(line.trim().to_owned());
+    }
+    let ran = lines.iter().filter(|l| l.starts_with("ran ")).count();
+    assert_eq!(ran, 1, "{lines:?}");
+    // Every process reports the same version and position.
+    let tails: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once(' ').map(|t| t.1))
+        .collect();
+    assert!(tails.iter().all(|t| *t == tails[0]), "{lines:?}");
+    assert_eq!(tails[0], "2 2");
+    let acc = accounts.load("a")?;
+    assert_eq!((acc.state.balance, acc.version), (30, Version::new(2)));
+    Ok(())
+}

@@ -416,7 +416,6 @@ fn random_batches_round_trip_on_postgres() -> TestResult {
 /// read back as it was written; it must never be stored so that every later read of
 /// the event fails, or read back as something else.
 #[test]
-#[ignore = "runtime bug: an extra metadata key named `actor`, `correlation_id` or `causation_id` is stored as duplicate JSON keys and every read of the event fails (SQLite) or returns other metadata (PostgreSQL)"]
 fn metadata_extra_keys_that_name_a_field_never_poison_the_stream() -> TestResult {
     metadata_extra_keys_on(&SqliteStore::in_memory()?, "sqlite")?;
     if let Some(url) = pg::url() {
@@ -456,7 +455,6 @@ fn metadata_extra_keys_on<S: EventStore>(store: &S, backend: &str) -> TestResult
 
 /// Floats in metadata read back as the same float.
 #[test]
-#[ignore = "runtime bug: serde_json without `float_roundtrip` parses some floats one ulp off, so metadata floats do not read back exactly"]
 fn metadata_floats_read_back_exactly() -> TestResult {
     let store = SqliteStore::in_memory()?;
     let stream = StreamId::new("meta", "floats");

@@ -64,7 +64,7 @@ pub struct SqliteOptions {
     on_connect: Option<Arc<ConnectHook>>,
 }
 
-type ConnectHook = dyn Fn(&Connection) -> rusqlite::Result<()> + Send + Sync;
+type ConnectHook = dyn Fn(&mut Connection) -> rusqlite::Result<()> + Send + Sync;
 
 impl fmt::Debug for SqliteOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,7 +100,7 @@ impl SqliteOptions {
     #[must_use]
     pub fn on_connect(
         mut self,
-        hook: impl Fn(&Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
+        hook: impl Fn(&mut Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
     ) -> Self {
         self.on_connect = Some(Arc::new(hook));
         self
@@ -186,10 +186,10 @@ impl SqliteStore {
                 reason: "it is a directory".into(),
             });
         }
-        let conn = connect(path, &options)?;
+        let mut conn = connect(path, &options)?;
         prepare_schema(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        configure(&conn, &options)?;
+        configure(&mut conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             group: GroupCommit::default(),
@@ -212,9 +212,9 @@ impl SqliteStore {
     /// # Errors
     /// When SQLite cannot allocate the database, or the `on_connect` hook fails.
     pub fn in_memory_with(options: SqliteOptions) -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory()?;
+        let mut conn = Connection::open_in_memory()?;
         prepare_schema(&conn, Path::new(":memory:"))?;
-        configure(&conn, &options)?;
+        configure(&mut conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             group: GroupCommit::default(),
@@ -247,8 +247,8 @@ impl SqliteStore {
         let conn = if let Some(conn) = idle {
             conn
         } else {
-            let conn = connect(path, &self.options)?;
-            configure(&conn, &self.options)?;
+            let mut conn = connect(path, &self.options)?;
+            configure(&mut conn, &self.options)?;
             conn
         };
         let result = f(&conn);

@@ -55,6 +55,17 @@ CREATE TRIGGER commands_refuse_update BEFORE UPDATE ON commands
 BEGIN SELECT RAISE(ABORT, 'eventsource: the commands table is append-only; UPDATE is refused'); END;
 CREATE TRIGGER commands_refuse_delete BEFORE DELETE ON commands
 BEGIN SELECT RAISE(ABORT, 'eventsource: the commands table is append-only; DELETE is refused'); END;
+CREATE TRIGGER commands_refuse_replace BEFORE INSERT ON commands
+WHEN EXISTS (SELECT 1 FROM commands WHERE command_id = NEW.command_id)
+BEGIN SELECT RAISE(ABORT, 'eventsource: the commands table is append-only; REPLACE is refused'); END;
+-- INSERT OR REPLACE deletes the rows it conflicts with without firing DELETE triggers:
+-- refuse any insert that would conflict, before the conflict is resolved.
+CREATE TRIGGER events_refuse_replace BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
+  OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id)
+  OR EXISTS (SELECT 1 FROM events WHERE aggregate_type = NEW.aggregate_type
+             AND stream_id = NEW.stream_id AND version = NEW.version)
+BEGIN SELECT RAISE(ABORT, 'eventsource: the events table is append-only; REPLACE is refused'); END;
 ",
 ];
 
@@ -71,7 +82,7 @@ pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection
 }
 
 /// Settings of every connection, once the schema is known to be ours.
-pub(super) fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreError> {
+pub(super) fn configure(conn: &mut Connection, options: &SqliteOptions) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
     if let Some(hook) = &options.on_connect {
         hook(conn)?;

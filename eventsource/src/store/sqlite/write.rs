@@ -26,14 +26,16 @@ pub(super) const COMMAND_DONE: &str = "SELECT 1 FROM commands WHERE command_id =
 pub(super) const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, aggregate_type, \
      stream_id, stream_version, positions, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// Whether `e` is a violation of a UNIQUE constraint (`SQLITE_CONSTRAINT_UNIQUE`), the
-/// only constraint an append can break once its expected version has been checked under
-/// the write lock: so it means a duplicate event id.
-pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+/// Whether `e` is the store's own insert colliding with a stored row: a UNIQUE
+/// constraint (`SQLITE_CONSTRAINT_UNIQUE`) or the trigger that refuses REPLACE
+/// (`SQLITE_CONSTRAINT_TRIGGER`). Once the expected version has been checked under the
+/// write lock, the only row an append can collide with is one with the same event id.
+pub(super) fn is_collision(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(err, _)
             if err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER
     )
 }
 
@@ -164,7 +166,7 @@ pub(super) fn insert(tx: &Connection, request: &Request<'_>, recorded_at: i64) -
         ));
         match inserted {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if is_collision(&e) => {
                 return Err(AppendError::DuplicateEventId {
                     stream: stream.clone(),
                     event_id: event.event_id,
