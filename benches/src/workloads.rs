@@ -188,7 +188,7 @@ pub fn replay(o: &Options, dir: &Path) -> Result {
 /// D: 1, 2, 4 and 8 threads, each running single-event commands on its own streams, at
 /// `synchronous=FULL`.
 pub fn concurrent_writers(o: &Options, dir: &Path) -> Result {
-    let per_thread = o.scaled(400, 20);
+    let per_thread = o.scaled(1_000, 20);
     let mut ours_one = 0.0;
     for threads in [1u64, 2, 4, 8] {
         let total = per_thread * threads;
@@ -213,7 +213,8 @@ pub fn concurrent_writers(o: &Options, dir: &Path) -> Result {
         let raw_rate = rate(total, t.elapsed());
 
         let ours_path = fresh(dir, &format!("d-ours-{threads}"))?;
-        let ledgers = Arc::new(Repository::<Ledger, _>::new(open(&ours_path, "FULL")?));
+        let ledgers =
+            Arc::new(Repository::<Ledger, _>::new(open(&ours_path, "FULL")?).with_cache(1_000));
         let t = Instant::now();
         let handles: Vec<_> = (0..threads)
             .map(|k| {
@@ -237,7 +238,7 @@ pub fn concurrent_writers(o: &Options, dir: &Path) -> Result {
         }
         throughput(
             &format!(
-                "D. {threads} thread(s) x {per_thread} commands, synchronous=FULL (x{:.1} of 1 thread)",
+                "D. {threads} thread(s) x {per_thread} commands, own streams, synchronous=FULL, with_cache (x{:.1} of 1 thread)",
                 ours_rate / ours_one.max(1e-9)
             ),
             "cmd",

@@ -68,47 +68,103 @@ impl SqliteStore {
     /// there are several, and returns one outcome per append.
     pub(super) fn commit(&self, batch: &[Request<'_>]) -> Vec<Outcome> {
         let conn = self.writer();
-        let tx = match rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => return batch.iter().map(|_| Err(copy_error(&e).into())).collect(),
-        };
-        let grouped = batch.len() > 1;
         let recorded_at = Timestamp::now().as_micros();
-        let mut outcomes: Vec<Outcome> = batch
-            .iter()
-            .map(|request| {
-                if !grouped {
-                    return insert(&tx, request, recorded_at);
-                }
-                tx.prepare_cached("SAVEPOINT eventsource_append")?
-                    .execute([])?;
-                let outcome = insert(&tx, request, recorded_at);
-                if outcome.is_err() {
-                    tx.prepare_cached("ROLLBACK TO eventsource_append")?
-                        .execute([])?;
-                }
-                tx.prepare_cached("RELEASE eventsource_append")?
-                    .execute([])?;
-                outcome
-            })
-            .collect();
-        if outcomes.iter().all(Result::is_err) {
-            // Nothing to keep: dropping the transaction rolls it back.
-            return outcomes;
+        // Fast path: an append that fails its checks has written nothing, so the batch
+        // needs no savepoints unless an insert itself fails (a duplicate event id, a full
+        // disk). Then the whole batch is redone with a savepoint per append.
+        match commit_batch(&conn, batch, recorded_at, false) {
+            Some(outcomes) => outcomes,
+            None => commit_batch(&conn, batch, recorded_at, true)
+                .unwrap_or_else(|| batch.iter().map(|_| Err(interrupted())).collect()),
         }
-        if let Err(e) = tx.commit() {
-            for outcome in &mut outcomes {
-                if outcome.is_ok() {
-                    *outcome = Err(copy_error(&e).into());
-                }
-            }
-        }
-        outcomes
     }
 }
 
-/// Inserts one append's events inside the caller's transaction.
-pub(super) fn insert(tx: &Connection, request: &Request<'_>, recorded_at: i64) -> Outcome {
+/// One transaction for `batch`; `None` when an append failed after writing and the batch
+/// must be redone `isolated` (each append in a savepoint).
+fn commit_batch(
+    conn: &Connection,
+    batch: &[Request<'_>],
+    recorded_at: i64,
+    isolated: bool,
+) -> Option<Vec<Outcome>> {
+    let tx = match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return Some(batch.iter().map(|_| Err(copy_error(&e).into())).collect()),
+    };
+    let savepoint = |sql: &str| -> Result<(), AppendError> {
+        tx.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let outcome = if isolated {
+            let outcome = savepoint("SAVEPOINT eventsource_append")
+                .and_then(|()| insert(&tx, request, recorded_at).map_err(Failed::into_inner));
+            let undo = if outcome.is_err() {
+                savepoint("ROLLBACK TO eventsource_append")
+            } else {
+                Ok(())
+            };
+            undo.and_then(|()| savepoint("RELEASE eventsource_append"))
+                .and(outcome)
+        } else {
+            match insert(&tx, request, recorded_at) {
+                Ok(done) => Ok(done),
+                Err(Failed::Clean(e)) => Err(e),
+                // A single append fails as a whole: dropping the transaction undoes it.
+                Err(Failed::Dirty(e)) if batch.len() == 1 => return Some(vec![Err(e)]),
+                Err(Failed::Dirty(_)) => return None,
+            }
+        };
+        outcomes.push(outcome);
+    }
+    if outcomes.iter().all(Result::is_err) {
+        // Nothing to keep: dropping the transaction rolls it back.
+        return Some(outcomes);
+    }
+    if let Err(e) = tx.commit() {
+        for outcome in &mut outcomes {
+            if outcome.is_ok() {
+                *outcome = Err(copy_error(&e).into());
+            }
+        }
+    }
+    Some(outcomes)
+}
+
+/// Why [`insert`] failed: before writing anything (`Clean`), or after (`Dirty`, the
+/// transaction holds part of the append).
+enum Failed {
+    Clean(AppendError),
+    Dirty(AppendError),
+}
+
+impl Failed {
+    fn into_inner(self) -> AppendError {
+        match self {
+            Failed::Clean(e) | Failed::Dirty(e) => e,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Self {
+        Failed::Clean(e.into())
+    }
+}
+
+fn interrupted() -> AppendError {
+    AppendError::Store(crate::error::StoreError::Interrupted)
+}
+
+/// Inserts one append's events inside the caller's transaction: first every check
+/// (command id, expected version, version range, metadata), then the writes.
+fn insert(
+    tx: &Connection,
+    request: &Request<'_>,
+    recorded_at: i64,
+) -> Result<AppendResult, Failed> {
     let Request {
         stream,
         expected,
@@ -121,38 +177,45 @@ pub(super) fn insert(tx: &Connection, request: &Request<'_>, recorded_at: i64) -
             .query_row([command_id], |_| Ok(()))
             .optional()?;
         if done.is_some() {
-            return Err(AppendError::DuplicateCommand {
+            return Err(Failed::Clean(AppendError::DuplicateCommand {
                 command_id: command_id.to_owned(),
-            });
+            }));
         }
     }
     let actual = current_version(tx, stream)?;
     if !expected.matches(actual) {
-        return Err(AppendError::Conflict {
+        return Err(Failed::Clean(AppendError::Conflict {
             stream: stream.clone(),
             expected,
             actual,
-        });
+        }));
     }
+    if Version::MAX.get() - actual.get() < events.len() as u64 {
+        return Err(Failed::Clean(AppendError::VersionOverflow {
+            stream: stream.clone(),
+        }));
+    }
+    let metadata = events
+        .iter()
+        .map(|event| {
+            event.metadata.to_json().map_err(|source| {
+                Failed::Clean(AppendError::Encode {
+                    stream: stream.clone(),
+                    event_type: event.event_type.to_string(),
+                    source,
+                })
+            })
+        })
+        .collect::<Result<Vec<String>, Failed>>()?;
+    let dirty = |e: AppendError| Failed::Dirty(e);
     let mut positions = Vec::with_capacity(events.len());
     let mut version = actual;
-    let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+    let mut insert = tx
+        .prepare_cached(INSERT_EVENT)
+        .map_err(|e| dirty(e.into()))?;
     let mut id_buf = [0u8; 36];
-    for event in events {
+    for (event, metadata) in events.iter().zip(&metadata) {
         version = version.next();
-        if version > Version::MAX {
-            return Err(AppendError::VersionOverflow {
-                stream: stream.clone(),
-            });
-        }
-        let metadata = event
-            .metadata
-            .to_json()
-            .map_err(|source| AppendError::Encode {
-                stream: stream.clone(),
-                event_type: event.event_type.to_string(),
-                source,
-            })?;
         let inserted = insert.execute((
             stream.aggregate_type(),
             stream.id(),
@@ -167,30 +230,36 @@ pub(super) fn insert(tx: &Connection, request: &Request<'_>, recorded_at: i64) -
         match inserted {
             Ok(_) => {}
             Err(e) if is_collision(&e) => {
-                return Err(AppendError::DuplicateEventId {
+                return Err(dirty(AppendError::DuplicateEventId {
                     stream: stream.clone(),
                     event_id: event.event_id,
-                });
+                }));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(dirty(e.into())),
         }
         positions.push(Position::new(tx.last_insert_rowid().unsigned_abs()));
     }
     if let Some(command_id) = command {
-        let list = serde_json::to_string(&positions.iter().map(|p| p.get()).collect::<Vec<_>>())
-            .map_err(|source| AppendError::Encode {
+        let list: Vec<u64> = positions.iter().map(|p| p.get()).collect();
+        let list = serde_json::to_string(&list).map_err(|source| {
+            dirty(AppendError::Encode {
                 stream: stream.clone(),
                 event_type: String::from("(command record)"),
                 source,
-            })?;
-        tx.prepare_cached(INSERT_COMMAND)?.execute((
-            command_id,
-            stream.aggregate_type(),
-            stream.id(),
-            version,
-            list,
-            recorded_at,
-        ))?;
+            })
+        })?;
+        tx.prepare_cached(INSERT_COMMAND)
+            .and_then(|mut stmt| {
+                stmt.execute((
+                    command_id,
+                    stream.aggregate_type(),
+                    stream.id(),
+                    version,
+                    list,
+                    recorded_at,
+                ))
+            })
+            .map_err(|e| dirty(e.into()))?;
     }
     Ok(AppendResult {
         stream_version: version,
