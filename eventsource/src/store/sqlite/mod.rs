@@ -285,6 +285,16 @@ impl ToSql for Position {
     }
 }
 
+impl SqliteStore {
+    /// Checks the payloads, then hands the append to the group commit.
+    fn submit(&self, request: Request<'_>) -> Result<AppendResult, AppendError> {
+        for event in request.events {
+            check_json(request.stream, event)?;
+        }
+        self.group.append(request, &|batch| self.commit(batch))
+    }
+}
+
 impl EventStore for SqliteStore {
     fn append(
         &self,
@@ -292,16 +302,12 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        for event in events {
-            check_json(stream, event)?;
-        }
-        let request = Request {
+        self.submit(Request {
             stream,
             expected,
             events,
             command: None,
-        };
-        self.group.append(request, &|batch| self.commit(batch))
+        })
     }
 
     fn append_command(
@@ -311,16 +317,12 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        for event in events {
-            check_json(stream, event)?;
-        }
-        let request = Request {
+        self.submit(Request {
             stream,
             expected,
             events,
             command: Some(command_id),
-        };
-        self.group.append(request, &|batch| self.commit(batch))
+        })
     }
 
     fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
