@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::StateCache;
-use crate::event::{EventData, EventId, Metadata, NewEvent, Payload, Timestamp};
-use crate::snapshot::{Snapshot, SnapshotPolicy};
+use crate::event::{EventData, EventId, Metadata, NewEvent, Payload};
+use crate::snapshot::{SnapshotPolicy, Snapshots};
 use crate::store::EventStore;
 use crate::upcast::{LiftError, Upcasters};
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
@@ -98,13 +98,6 @@ pub struct Repository<A, S> {
     aggregate: PhantomData<fn() -> A>,
 }
 
-/// How a repository takes and reads snapshots of `A`.
-struct Snapshots<A> {
-    policy: SnapshotPolicy,
-    encode: fn(&A) -> serde_json::Result<String>,
-    decode: fn(&str) -> serde_json::Result<A>,
-}
-
 /// How often [`Repository::execute`] reruns a command after a conflict, by default.
 const DEFAULT_RETRIES: u32 = 3;
 
@@ -175,11 +168,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     where
         A: Serialize + DeserializeOwned,
     {
-        self.snapshots = Some(Snapshots {
-            policy,
-            encode: serde_json::to_string::<A>,
-            decode: |json| serde_json::from_str(json),
-        });
+        self.snapshots = Some(Snapshots::new(policy));
         self
     }
 
@@ -508,37 +497,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The newest readable snapshot at or before `to`, if snapshots are on.
     fn snapshot(&self, stream: &StreamId, to: Version) -> Result<Option<(A, Version)>, ReadError> {
-        let Some(snapshots) = &self.snapshots else {
-            return Ok(None);
-        };
-        let state_version = snapshots.policy.current_state_version();
-        let Some(snapshot) = self.store.load_snapshot(stream, to, state_version)? else {
-            return Ok(None);
-        };
-        // A snapshot that no longer fits the struct is ignored: the events decide.
-        Ok((snapshots.decode)(&snapshot.state)
-            .ok()
-            .map(|state| (state, snapshot.version)))
+        match &self.snapshots {
+            Some(snapshots) => Ok(snapshots.load(&self.store, stream, to)?),
+            None => Ok(None),
+        }
     }
 
     /// Saves a snapshot if the policy says the stream is due after growing from `before`.
     fn snapshot_if_due(&self, stream: &StreamId, state: &A, before: Version, after: Version) {
-        let Some(snapshots) = &self.snapshots else {
-            return;
-        };
-        if !snapshots.policy.is_due(before, after) {
-            return;
-        }
-        // Snapshots are a cache: failing to write one costs a longer replay later, so it
-        // does not fail the command that has already been committed.
-        if let Ok(json) = (snapshots.encode)(state) {
-            let snapshot = Snapshot {
-                version: after,
-                state_version: snapshots.policy.current_state_version(),
-                state: json,
-                taken_at: Timestamp::now(),
-            };
-            let _ = self.store.save_snapshot(stream, &snapshot);
+        if let Some(snapshots) = &self.snapshots {
+            snapshots.save_if_due(&self.store, stream, state, before, after);
         }
     }
 
@@ -630,7 +598,7 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("upcasters", &self.upcasters)
             .field("retries", &self.retries)
             .field("cache", &self.cache.is_some())
-            .field("snapshots", &self.snapshots.as_ref().map(|s| s.policy))
+            .field("snapshots", &self.snapshots.as_ref().map(Snapshots::policy))
             .finish()
     }
 }

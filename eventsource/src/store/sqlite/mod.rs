@@ -133,13 +133,17 @@ impl Default for SqliteOptions {
 /// One table, `events`, holds every event of every aggregate: `position` (the global
 /// order), `aggregate_type`, `stream_id`, `version`, `event_type`, `event_version`,
 /// `event_id` (UUID text), `recorded_at` (microseconds since the Unix epoch, UTC),
-/// `payload` and `metadata` (JSON text). Triggers make every UPDATE and DELETE on it
-/// fail; `DROP TRIGGER` in a shell is the only way around them, and this crate never
-/// issues UPDATE, DELETE or DROP.
+/// `payload` and `metadata` (JSON text). Triggers make every UPDATE, DELETE and
+/// `INSERT OR REPLACE` on it fail; `DROP TRIGGER` in a shell is the only way around
+/// them, and this crate never issues UPDATE, DELETE or DDL on it. Beside it: `commands`
+/// (the outcomes of idempotent commands, append-only as well) and `snapshots` (a
+/// disposable cache of aggregate states).
 ///
 /// The file is in WAL mode. Appends take the write lock up front (`BEGIN IMMEDIATE`)
 /// and wait up to the busy timeout for other threads or processes, so any number of them
-/// can share one file. With [`Synchronous::Full`] (the default) an acknowledged append
+/// can share one file. Within a process, appends that arrive while another commits are
+/// written together in one transaction (group commit), each in isolation from the
+/// others' failures. With [`Synchronous::Full`] (the default) an acknowledged append
 /// survives a power loss; [`Synchronous::Normal`] survives a crash of the process only.
 ///
 /// ```
