@@ -45,6 +45,7 @@ mod repository;
 pub mod schema;
 mod snapshot;
 pub mod store;
+pub mod testing;
 mod upcast;
 mod verify;
 mod version;

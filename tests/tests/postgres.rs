@@ -12,14 +12,13 @@ use std::error::Error;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Instant;
 
 use eventsource::{
     AppendError, EventId, EventStore, ExpectedVersion, Metadata, NewEvent, Position, PostgresStore,
-    ReadError, Repository, SqliteStore, StoreError, StreamId, Version,
+    ReadError, Repository, StoreError, StreamId, Version,
 };
+use eventsource_tests::Account;
 use eventsource_tests::pg::{self, TestSchema};
-use eventsource_tests::{Account, TempStore};
 use serde_json::{Value, json};
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -588,57 +587,6 @@ fn a_repository_runs_on_postgres() -> TestResult {
             (70, Version::new(3))
         );
         assert_eq!(loaded.state.owner, "ann");
-        Ok(())
-    })
-}
-
-/// Single-event appends per second on PostgreSQL and on a SQLite file, one writer:
-/// `cargo test -p eventsource-tests --test postgres -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, not a test"]
-fn append_throughput() -> TestResult {
-    const APPENDS: u32 = 2_000;
-    fn measure<S: EventStore>(name: &str, store: &S) -> TestResult {
-        let s = StreamId::new("note", "throughput");
-        let start = Instant::now();
-        for i in 0..APPENDS {
-            let expected = ExpectedVersion::Exact(Version::new(u64::from(i)));
-            store.append(&s, expected, &[note(i as usize)])?;
-        }
-        let per_second = f64::from(APPENDS) / start.elapsed().as_secs_f64();
-        eprintln!("{name}: {per_second:.0} single-event appends/s");
-        Ok(())
-    }
-    let temp = TempStore::new()?;
-    measure(
-        "sqlite file (synchronous=FULL)",
-        &SqliteStore::open(&temp.path)?,
-    )?;
-    with_schema(|schema| {
-        measure("postgres", &schema.connect()?)?;
-        // Eight writers on their own streams: appends are serialised by the lock.
-        let store = schema.connect()?;
-        let start = Instant::now();
-        thread::scope(|scope| {
-            let threads: Vec<_> = (0..8)
-                .map(|t| {
-                    let store = &store;
-                    scope.spawn(move || -> ThreadResult<()> {
-                        let s = StreamId::new("note", format!("par-{t}"));
-                        for i in 0..APPENDS / 8 {
-                            store.append(&s, ExpectedVersion::Any, &[note(i as usize)])?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            join_all(threads)
-                .into_iter()
-                .collect::<ThreadResult<Vec<()>>>()
-        })
-        .map_err(|e| format!("{e:?}"))?;
-        let per_second = f64::from(APPENDS) / start.elapsed().as_secs_f64();
-        eprintln!("postgres, 8 writers: {per_second:.0} single-event appends/s");
         Ok(())
     })
 }
