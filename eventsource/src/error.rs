@@ -41,6 +41,17 @@ pub enum StoreError {
         /// The newest schema version this build knows.
         supported: i64,
     },
+    /// The store lacks tables or triggers of its schema: someone dropped them (the
+    /// append-only triggers can only be removed by `DROP TRIGGER`). The store is not
+    /// repaired behind your back: restore it from a backup, or recreate what is missing
+    /// knowingly.
+    #[error("{} is damaged: missing {}", path.display(), missing.join(", "))]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// The tables and triggers that are missing.
+        missing: Vec<String>,
+    },
     /// The store does not implement an optional feature.
     #[error("this store does not support {feature}")]
     Unsupported {

@@ -366,26 +366,36 @@ fn a_write_lock_held_elsewhere_is_a_typed_busy_error_and_passes() -> TestResult 
 }
 
 #[test]
-fn a_store_whose_table_was_dropped_gives_typed_errors_and_is_not_rebuilt() -> TestResult {
+fn a_store_whose_table_was_dropped_is_refused_and_not_rebuilt() -> TestResult {
     let tmp = a_closed_store()?;
     rusqlite::Connection::open(&tmp.path)?.execute_batch("DROP TABLE events")?;
-    let store = SqliteStore::open(&tmp.path)?;
-    let s = StreamId::new("note", "n");
-    let code = append_code(store.append(&s, ExpectedVersion::Any, &[note(1, 1)]));
-    assert_eq!(code, Some(ErrorCode::Unknown), "no such table");
-    match store.read_all(Position::START).next() {
-        Some(Err(ReadError::Store(e))) => assert!(store_code(&e).is_some()),
-        other => panic!("expected a store error, got {other:?}"),
+    match SqliteStore::open(&tmp.path) {
+        Err(StoreError::Damaged { missing, .. }) => {
+            assert!(missing.contains(&"events".to_owned()), "{missing:?}");
+        }
+        other => panic!("expected a damaged store, got {other:?}"),
     }
-    assert!(matches!(
-        Repository::<Account, _>::new(&store).load("a"),
-        Err(ReadError::Store(_))
-    ));
     let tables: i64 = rusqlite::Connection::open(&tmp.path)?.query_row(
         "SELECT count(*) FROM sqlite_master WHERE name = 'events'",
         [],
         |r| r.get(0),
     )?;
     assert_eq!(tables, 0, "the library silently recreated the table");
+    Ok(())
+}
+
+#[test]
+fn a_store_whose_trigger_was_dropped_is_refused() -> TestResult {
+    let tmp = a_closed_store()?;
+    rusqlite::Connection::open(&tmp.path)?.execute_batch("DROP TRIGGER events_refuse_delete")?;
+    match SqliteStore::open(&tmp.path) {
+        Err(e @ StoreError::Damaged { .. }) => {
+            assert!(
+                e.to_string().contains("missing events_refuse_delete"),
+                "{e}"
+            );
+        }
+        other => panic!("expected a damaged store, got {other:?}"),
+    }
     Ok(())
 }

@@ -220,6 +220,10 @@ fn a_store_of_schema_version_1_is_migrated_in_place() -> TestResult {
          event_type TEXT NOT NULL, event_version INTEGER NOT NULL CHECK (event_version >= 1), \
          event_id TEXT NOT NULL UNIQUE, recorded_at INTEGER NOT NULL, payload TEXT NOT NULL, \
          metadata TEXT NOT NULL, UNIQUE (aggregate_type, stream_id, version));
+         CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events \
+         BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+         CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events \
+         BEGIN SELECT RAISE(ABORT, 'append-only'); END;
          INSERT INTO events VALUES (1, 'note', 'n', 1, 'note.added', 1, \
          '0190f2c4-0000-7000-8000-000000000001', 0, '{\"n\":1}', '{}');
          PRAGMA application_id = 1163088451; PRAGMA user_version = 1;",

@@ -122,9 +122,46 @@ pub(super) fn prepare_schema(conn: &Connection, path: &Path) -> Result<(), Store
         });
     }
     if user_version < SCHEMA_VERSION {
-        return create_schema(conn, path);
+        create_schema(conn, path)?;
     }
-    Ok(())
+    check_objects(conn, path)
+}
+
+/// The tables and triggers a store of the current schema has: the append-only
+/// guarantee rests on the triggers, so a store that lost one is refused, never repaired
+/// behind the user's back.
+const REQUIRED_OBJECTS: &[&str] = &[
+    "events",
+    "events_refuse_update",
+    "events_refuse_delete",
+    "events_refuse_replace",
+    "commands",
+    "commands_refuse_update",
+    "commands_refuse_delete",
+    "commands_refuse_replace",
+    "snapshots",
+];
+
+/// Refuses a store whose tables or triggers were dropped (in a shell, say).
+fn check_objects(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut present =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")?;
+    let names = present
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let missing: Vec<String> = REQUIRED_OBJECTS
+        .iter()
+        .filter(|required| !names.iter().any(|name| name == *required))
+        .map(|name| (*name).to_owned())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Damaged {
+            path: path.to_owned(),
+            missing,
+        })
+    }
 }
 
 pub(super) fn read_header(conn: &Connection) -> rusqlite::Result<(i32, i64, i64)> {
