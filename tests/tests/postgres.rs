@@ -590,3 +590,28 @@ fn a_repository_runs_on_postgres() -> TestResult {
         Ok(())
     })
 }
+
+/// A store whose refusing trigger was dropped or disabled is refused on connect, not
+/// repaired behind the user's back.
+#[test]
+fn a_store_without_its_refusing_trigger_is_refused() -> TestResult {
+    with_schema(|schema| {
+        drop(schema.connect()?);
+        schema.sql("ALTER TABLE events DISABLE TRIGGER events_refuse_change")?;
+        match schema.connect() {
+            Err(StoreError::Damaged { missing, .. }) => {
+                assert_eq!(missing, ["events_refuse_change (disabled)"]);
+            }
+            other => panic!("expected a damaged store, got {other:?}"),
+        }
+        schema.sql("DROP TRIGGER commands_refuse_change ON commands")?;
+        schema.sql("ALTER TABLE events ENABLE TRIGGER events_refuse_change")?;
+        match schema.connect() {
+            Err(StoreError::Damaged { missing, .. }) => {
+                assert_eq!(missing, ["commands_refuse_change"]);
+            }
+            other => panic!("expected a damaged store, got {other:?}"),
+        }
+        Ok(())
+    })
+}

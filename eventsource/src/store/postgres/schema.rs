@@ -152,7 +152,7 @@ pub(super) fn prepare_schema(
     // The common case needs no lock (nor the privilege to create anything).
     match schema_version(client, quoted)? {
         Some(found) if found > SCHEMA_VERSION => return Err(newer_schema(schema, found)),
-        Some(SCHEMA_VERSION) => return Ok(()),
+        Some(SCHEMA_VERSION) => return check_triggers(client, schema, quoted),
         _ => {}
     }
     // A session lock taken before the transaction: a transaction that began before
@@ -161,7 +161,42 @@ pub(super) fn prepare_schema(
     client.execute("SELECT pg_advisory_lock($1)", &[&DDL_LOCK])?;
     migrate(client, schema, quoted)?;
     client.execute("SELECT pg_advisory_unlock($1)", &[&DDL_LOCK])?;
-    Ok(())
+    check_triggers(client, schema, quoted)
+}
+
+/// The triggers the append-only guarantee rests on, by table.
+const REQUIRED_TRIGGERS: &[(&str, &str)] = &[
+    ("events", "events_refuse_change"),
+    ("commands", "commands_refuse_change"),
+];
+
+/// Refuses a store whose refusing triggers were dropped or disabled: it is not repaired
+/// behind the user's back.
+fn check_triggers(client: &mut Client, schema: &str, quoted: &str) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    for (table, trigger) in REQUIRED_TRIGGERS {
+        let enabled: Option<bool> = client
+            .query_opt(
+                "SELECT tgenabled <> 'D' FROM pg_trigger \
+                 WHERE tgrelid = $1::text::regclass AND tgname = $2",
+                &[&format!("{quoted}.{table}"), trigger],
+            )?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        match enabled {
+            Some(true) => {}
+            Some(false) => missing.push(format!("{trigger} (disabled)")),
+            None => missing.push((*trigger).to_owned()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Damaged {
+            path: PathBuf::from(schema),
+            missing,
+        })
+    }
 }
 
 /// Creates or migrates the schema; the caller holds the DDL lock.
