@@ -115,3 +115,28 @@ pub fn sql(url: &str, statements: &[&str]) -> Result<String, String> {
     }
     Ok(out)
 }
+
+/// Runs `test` in a fresh schema, or passes (after saying so) when no server is
+/// configured.
+///
+/// # Errors
+/// The test's error.
+pub fn with_schema(
+    test: impl FnOnce(&TestSchema) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match url() {
+        Some(url) => test(&TestSchema::new(&url)),
+        None => Ok(()),
+    }
+}
+
+/// Joins scoped threads, passing a thread's panic on to the test.
+pub fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, T>>) -> Vec<T> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+        .collect()
+}

@@ -18,32 +18,14 @@ use eventsource::{
     ReadError, Repository, StoreError, StreamId, Version,
 };
 use eventsource_tests::Account;
-use eventsource_tests::pg::{self, TestSchema};
+use eventsource_tests::pg::{self, join_all, with_schema};
 use serde_json::{Value, json};
 
 type TestResult = Result<(), Box<dyn Error>>;
 type ThreadResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-/// Runs `test` in a fresh schema, or passes when no server is configured.
-fn with_schema(test: impl FnOnce(&TestSchema) -> TestResult) -> TestResult {
-    match pg::url() {
-        Some(url) => test(&TestSchema::new(&url)),
-        None => Ok(()),
-    }
-}
-
 fn note(n: usize) -> NewEvent {
     NewEvent::new("note.added", 1, format!(r#"{{"n":{n}}}"#))
-}
-
-fn join_all<T>(handles: Vec<thread::ScopedJoinHandle<'_, T>>) -> Vec<T> {
-    handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-        .collect()
 }
 
 /// Every position from 1 to `n`.

@@ -18,18 +18,10 @@ use eventsource::{
     AppendError, DecodeFailure, EventStore, ExecuteError, ExpectedVersion, NewEvent, Position,
     PostgresStore, ReadError, Repository, Snapshot, SnapshotPolicy, StreamId, Timestamp, Version,
 };
-use eventsource_tests::pg::{self, TestSchema};
+use eventsource_tests::pg::{join_all, with_schema};
 use eventsource_tests::{Account, AccountEvent, MoneyDeposited};
 
 type TestResult = Result<(), Box<dyn Error>>;
-
-/// Runs `test` in a fresh schema, or passes when no server is configured.
-fn with_schema(test: impl FnOnce(&TestSchema) -> TestResult) -> TestResult {
-    match pg::url() {
-        Some(url) => test(&TestSchema::new(&url)),
-        None => Ok(()),
-    }
-}
 
 fn accounts(store: PostgresStore) -> Repository<Account, PostgresStore> {
     Repository::new(store)
@@ -45,16 +37,6 @@ fn deposits(accounts: &Repository<Account, PostgresStore>, id: &str, n: u64) -> 
 
 fn sum_to(n: u64) -> u64 {
     n * (n + 1) / 2
-}
-
-fn join_all<T>(handles: Vec<thread::ScopedJoinHandle<'_, T>>) -> Vec<T> {
-    handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-        .collect()
 }
 
 // --- snapshots ---

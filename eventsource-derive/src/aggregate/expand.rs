@@ -210,69 +210,74 @@ fn braced(tokens: TokenStream, span: Span) -> TokenTree {
 /// For each pair of events, a constant that fails to evaluate when both have the same
 /// name, reported at the second of the two in `events(...)`.
 fn distinct_names(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
-    let krate = aggregate.krate();
     let ident = aggregate.ident();
-    let mut checks = TokenStream::new();
-    for (i, later) in events.iter().enumerate() {
-        for earlier in &events[..i] {
-            let message = format_literal(&format!(
-                "events `{}` and `{}` of aggregate `{ident}` have the same event name",
-                display_tokens(earlier.path),
-                display_tokens(later.path),
-            ));
-            let (a, b) = (earlier.path, later.path);
-            let (first, last) = span_range(b);
-            let krate = respan(&krate, first);
-            let assert = quote_spanned!(first=> ::core::assert!);
-            let args = quote_spanned! {first=>
+    pairwise_asserts(
+        aggregate,
+        events,
+        |a, b| format!("events `{a}` and `{b}` of aggregate `{ident}` have the same event name"),
+        |krate, a, b, span| {
+            quote_spanned! {span=>
                 !#krate::__private::str_eq(
                     <#a as #krate::Event>::NAME,
                     <#b as #krate::Event>::NAME,
-                ),
-                #message
-            };
-            let mut args = Group::new(Delimiter::Parenthesis, args);
-            args.set_span(last);
-            checks.extend(quote! {
-                #[allow(unused_qualifications)]
-                const _: () = #assert #args;
-            });
-        }
-    }
-    checks
+                )
+            }
+        },
+    )
 }
 
 /// For each pair of events with different names, a constant that fails to evaluate when
 /// both decode the same stored (name, version) through their `upcast_from` chains (a
 /// stored event must decode one way), reported at the second of the two.
 fn distinct_histories(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
-    let krate = aggregate.krate();
     let ident = aggregate.ident();
-    let mut checks = TokenStream::new();
-    for (i, later) in events.iter().enumerate() {
-        for earlier in &events[..i] {
-            let message = format_literal(&format!(
-                "events `{}` and `{}` of aggregate `{ident}` both decode the same stored \
+    pairwise_asserts(
+        aggregate,
+        events,
+        |a, b| {
+            format!(
+                "events `{a}` and `{b}` of aggregate `{ident}` both decode the same stored \
                  event version through `upcast_from`: a stored event must decode one way \
-                 (to split it into several, use `Upcasters::custom`)",
-                display_tokens(earlier.path),
-                display_tokens(later.path),
-            ));
-            let (a, b) = (earlier.path, later.path);
-            let (first, last) = span_range(b);
-            let krate = respan(&krate, first);
-            let assert = quote_spanned!(first=> ::core::assert!);
-            // Same names are already reported by `distinct_names`.
-            let args = quote_spanned! {first=>
+                 (to split it into several, use `Upcasters::custom`)"
+            )
+        },
+        // Same names are already reported by `distinct_names`.
+        |krate, a, b, span| {
+            quote_spanned! {span=>
                 #krate::__private::str_eq(
                     <#a as #krate::Event>::NAME,
                     <#b as #krate::Event>::NAME,
                 ) || !#krate::__private::histories_overlap(
                     <#a as #krate::Event>::HISTORY,
                     <#b as #krate::Event>::HISTORY,
-                ),
-                #message
-            };
+                )
+            }
+        },
+    )
+}
+
+/// For each pair (earlier, later) of events, `const _: () = assert!(condition, message);`
+/// spanned at the later one's path in `events(...)`, so a failing pair is reported there;
+/// `condition` gets that span for the tokens it writes itself.
+fn pairwise_asserts(
+    aggregate: &Aggregate,
+    events: &[Event],
+    message: impl Fn(&str, &str) -> String,
+    condition: impl Fn(&TokenStream, &syn::Path, &syn::Path, Span) -> TokenStream,
+) -> TokenStream {
+    let krate = aggregate.krate();
+    let mut checks = TokenStream::new();
+    for (i, later) in events.iter().enumerate() {
+        for earlier in &events[..i] {
+            let message = format_literal(&message(
+                &display_tokens(earlier.path),
+                &display_tokens(later.path),
+            ));
+            let (first, last) = span_range(later.path);
+            let krate = respan(&krate, first);
+            let assert = quote_spanned!(first=> ::core::assert!);
+            let condition = condition(&krate, earlier.path, later.path, first);
+            let args = quote_spanned!(first=> #condition, #message);
             let mut args = Group::new(Delimiter::Parenthesis, args);
             args.set_span(last);
             checks.extend(quote! {
