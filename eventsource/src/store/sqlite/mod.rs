@@ -290,6 +290,28 @@ impl ToSql for Position {
 }
 
 impl SqliteStore {
+    /// Runs a stream query (`sql` takes the aggregate type, stream id, first version and
+    /// limit) on a read connection and hands each row to `each`.
+    fn stream_rows(
+        &self,
+        sql: &str,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
+            let from = from.clamp(Version::new(1), Version::MAX);
+            let mut rows = stmt.query((stream.aggregate_type(), stream.id(), from, limit))?;
+            while let Some(row) = rows.next()? {
+                each(row)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Checks the payloads, then hands the append to the group commit.
     fn submit(&self, request: Request<'_>) -> Result<AppendResult, AppendError> {
         for event in request.events {
@@ -377,19 +399,8 @@ impl EventStore for SqliteStore {
         max_count: usize,
         visit: &mut Visitor<'_>,
     ) -> Result<(), ReadError> {
-        self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(READ_STREAM)?;
-            let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
-            let mut rows = stmt.query((
-                stream.aggregate_type(),
-                stream.id(),
-                from.clamp(Version::new(1), Version::MAX),
-                limit,
-            ))?;
-            while let Some(row) = rows.next()? {
-                visit(decode_row(row, stream.aggregate_type(), stream.id())?)?;
-            }
-            Ok(())
+        self.stream_rows(READ_STREAM, stream, from, max_count, |row| {
+            visit(decode_row(row, stream.aggregate_type(), stream.id())?)
         })
     }
 
@@ -400,22 +411,15 @@ impl EventStore for SqliteStore {
         max_count: usize,
         visit: &mut DataVisitor<'_>,
     ) -> Result<(), ReadError> {
-        self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(REPLAY_STREAM)?;
-            let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
-            let from = from.clamp(Version::new(1), Version::MAX);
-            let mut rows = stmt.query((stream.aggregate_type(), stream.id(), from, limit))?;
-            while let Some(row) = rows.next()? {
-                let (position, version, event_type, event_version) = row_head(row)?;
-                visit(EventData {
-                    position,
-                    version,
-                    event_type,
-                    event_version,
-                    payload: text(row, 4, position.get() as i64, "payload")?,
-                })?;
-            }
-            Ok(())
+        self.stream_rows(REPLAY_STREAM, stream, from, max_count, |row| {
+            let (position, version, event_type, event_version) = row_head(row)?;
+            visit(EventData {
+                position,
+                version,
+                event_type,
+                event_version,
+                payload: text(row, 4, position.get() as i64, "payload")?,
+            })
         })
     }
 
