@@ -129,7 +129,9 @@ pub trait EventSet: fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
     /// The event's payload as JSON text.
     ///
     /// # Errors
-    /// When serde cannot serialize the event (a `Serialize` impl that fails).
+    /// When serde cannot serialize the event (a `Serialize` impl that fails), or the
+    /// event holds a non-finite float (`NaN`, `inf`, `-inf`) anywhere: JSON has no value
+    /// for it, and `null` would make the stored event undecodable.
     fn encode(&self) -> Result<String, serde_json::Error>;
 
     /// Decodes a stored event of type `event_type`, stored at `event_version`, with the

@@ -122,7 +122,9 @@ pub enum AppendError {
         /// The command id.
         command_id: String,
     },
-    /// An event's payload or metadata could not be serialized or is not JSON.
+    /// An event's payload or metadata could not be serialized (a `Serialize` impl that
+    /// fails, a non-finite float such as `NaN`, which JSON cannot hold) or is not JSON.
+    /// Fix the value: nothing of the append was stored.
     #[error("event `{event_type}` for stream {stream} could not be encoded as JSON")]
     Encode {
         /// The stream appended to.

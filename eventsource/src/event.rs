@@ -322,7 +322,9 @@ impl Metadata {
     ///
     /// # Errors
     /// When an `extra` key is one of the named fields (`correlation_id`, `causation_id`,
-    /// `actor`): stored, it would be a duplicate key that no reader can trust.
+    /// `actor`): stored, it would be a duplicate key that no reader can trust. (A
+    /// non-finite float cannot get in: `serde_json::Value` has no such number, and
+    /// `with("k", f64::NAN)` stores `null`, as `serde_json::Value::from` does.)
     ///
     /// ```
     /// use eventsource::Metadata;
@@ -340,7 +342,7 @@ impl Metadata {
                 )));
             }
         }
-        serde_json::to_string(self)
+        crate::json::to_string(self)
     }
 }
 
@@ -389,12 +391,13 @@ impl NewEvent {
     /// The event `event` of a type that implements [`Event`], serialized to JSON.
     ///
     /// # Errors
-    /// When serde cannot serialize the event.
+    /// When serde cannot serialize the event, or it holds a non-finite float (`NaN`,
+    /// `inf`), which JSON cannot hold.
     pub fn from_event<E: Event>(event: &E) -> Result<Self, serde_json::Error> {
         Ok(Self::new(
             E::NAME,
             E::VERSION,
-            serde_json::to_string(event)?,
+            crate::json::to_string(event)?,
         ))
     }
 

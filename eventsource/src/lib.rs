@@ -41,6 +41,7 @@ mod cache;
 mod error;
 mod event;
 mod history;
+mod json;
 mod repository;
 pub mod schema;
 mod snapshot;
@@ -81,6 +82,8 @@ pub mod __private {
     pub use serde_json;
 
     pub use crate::history::{Found, find_in_history, histories_overlap, prepend_history};
+    /// What `EventSet::encode` calls: JSON that refuses non-finite floats.
+    pub use crate::json::to_string as encode;
 
     /// Byte-wise string equality usable in constants (duplicate event names are found at
     /// compile time).

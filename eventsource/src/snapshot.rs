@@ -88,7 +88,7 @@ impl<A> Snapshots<A> {
     {
         Snapshots {
             policy,
-            encode: serde_json::to_string::<A>,
+            encode: crate::json::to_string::<A>,
             decode: |json| serde_json::from_str(json),
         }
     }

@@ -103,7 +103,7 @@ fn event_set(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
                     ::std::string::String,
                     #krate::__private::serde_json::Error,
                 > {
-                    #krate::__private::serde_json::to_string(__es_e)
+                    #krate::__private::encode(__es_e)
                 }
 
                 match self {
