@@ -143,8 +143,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Takes a snapshot of an aggregate's state whenever `policy` says it is due, and
     /// starts loads from the newest usable snapshot instead of the first event. Snapshots
     /// are a cache beside the events table: one that cannot be read (another state
-    /// version, a changed struct) is ignored and the stream replayed, and failing to
-    /// save one does not fail the command.
+    /// version, a changed struct) or cannot be right (at version 0 or a negative one,
+    /// beyond the stream's last event) is ignored and the stream replayed from its first
+    /// event, and failing to save one (or a state holding a non-finite float, which JSON
+    /// cannot hold) does not fail the command: no snapshot is saved.
     ///
     /// ```
     /// # use eventsource::{event, Aggregate, Apply, EventStore, Repository, SnapshotPolicy, SqliteStore, Version};
@@ -513,27 +515,92 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Folds the stream's events up to version `to` into a state, starting from the
     /// newest usable snapshot.
     fn replay(&self, stream: StreamId, to: Version) -> Result<Loaded<A>, ReadError> {
-        let (mut state, mut version) = self
-            .snapshot(&stream, to)?
-            .unwrap_or_else(|| (A::default(), Version::NONE));
-        let max_count = usize::try_from(to.get() - version.get()).unwrap_or(usize::MAX);
+        if let Some((state, at)) = self.snapshot(&stream, to)?
+            && let Some(loaded) = self.replay_after_snapshot(&stream, to, state, at)?
+        {
+            return Ok(loaded);
+        }
+        let mut state = A::default();
+        let mut version = Version::NONE;
+        let max_count = usize::try_from(to.get()).unwrap_or(usize::MAX);
         self.store
-            .replay_stream_with(&stream, version.next(), max_count, &mut |event| {
-                if event.version != version.next() {
-                    return Err(ReadError::VersionGap {
-                        stream: stream.clone(),
-                        after: version,
-                        found: event.version,
-                    });
-                }
-                version = event.version;
-                self.decode(&stream, &event, |e| state.apply_event(&e))
+            .replay_stream_with(&stream, Version::new(1), max_count, &mut |event| {
+                self.apply_next(&stream, &mut state, &mut version, &event)
             })?;
         Ok(Loaded {
             stream,
             state,
             version,
         })
+    }
+
+    /// Folds the events after a snapshot of the state at version `at` into it, or `None`
+    /// when the snapshot cannot be right: at version 0, beyond `to`, or beyond the
+    /// stream's end (the event at `at` is not stored). The same query reads that event
+    /// too, so checking costs one row and no round trip.
+    fn replay_after_snapshot(
+        &self,
+        stream: &StreamId,
+        to: Version,
+        mut state: A,
+        at: Version,
+    ) -> Result<Option<Loaded<A>>, ReadError> {
+        if at == Version::NONE || at > to {
+            return Ok(None);
+        }
+        let max_count = usize::try_from(to.get() - at.get())
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let mut version = at;
+        let mut at_found = false;
+        let mut beyond = false;
+        let read = self
+            .store
+            .replay_stream_with(stream, at, max_count, &mut |event| {
+                if !at_found {
+                    if event.version != at {
+                        // A gap at `at`: the replay from the start reports it exactly.
+                        beyond = true;
+                        return Err(ReadError::VersionGap {
+                            stream: stream.clone(),
+                            after: Version::new(at.get() - 1),
+                            found: event.version,
+                        });
+                    }
+                    at_found = true;
+                    return Ok(());
+                }
+                self.apply_next(stream, &mut state, &mut version, &event)
+            });
+        match read {
+            Err(_) if beyond => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) if !at_found => Ok(None),
+            Ok(()) => Ok(Some(Loaded {
+                stream: stream.clone(),
+                state,
+                version,
+            })),
+        }
+    }
+
+    /// Applies `event`, which must be the one after `version`, to `state`.
+    fn apply_next(
+        &self,
+        stream: &StreamId,
+        state: &mut A,
+        version: &mut Version,
+        event: &EventData<'_>,
+    ) -> Result<(), ReadError> {
+        if event.version != version.next() {
+            return Err(ReadError::VersionGap {
+                stream: stream.clone(),
+                after: *version,
+                found: event.version,
+            });
+        }
+        *version = event.version;
+        self.decode(stream, event, |e| state.apply_event(&e))
     }
 
     /// Decodes one stored event (through the upcasters, which may turn it into zero or

@@ -173,7 +173,9 @@ pub trait EventStore: Send + Sync {
 
     /// The newest snapshot of `stream` taken at or before version `at_most`, with state
     /// version `state_version`. Snapshots live beside the events table, as a disposable
-    /// cache. The default keeps no snapshots: it returns `None`.
+    /// cache. The default keeps no snapshots: it returns `None`. A stored row that is no
+    /// snapshot (a negative version, for example) is `None` too, not an error; the
+    /// repository checks the version against the stream.
     ///
     /// # Errors
     /// When the backend fails.

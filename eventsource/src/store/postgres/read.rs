@@ -110,8 +110,12 @@ impl Conn {
             ],
         )?;
         let Some(row) = row else { return Ok(None) };
+        // Nothing keeps the column non-negative: a negative version is no snapshot.
+        let Ok(version) = u64::try_from(row.try_get::<_, i64>(0)?) else {
+            return Ok(None);
+        };
         Ok(Some(Snapshot {
-            version: Version::new(stored_u64(row.try_get(0)?)),
+            version: Version::new(version),
             state_version,
             state: row.try_get(1)?,
             taken_at: saturating_timestamp(row.try_get(2)?),

@@ -431,21 +431,29 @@ impl EventStore for SqliteStore {
     ) -> Result<Option<Snapshot>, StoreError> {
         self.with_reader(|conn| {
             let at_most = at_most.min(Version::MAX);
-            let snapshot = conn
-                .prepare_cached(LOAD_SNAPSHOT)?
-                .query_row(
-                    (stream.aggregate_type(), stream.id(), state_version, at_most),
-                    |row| {
-                        Ok(Snapshot {
-                            version: row.get(0)?,
-                            state_version,
-                            state: row.get(1)?,
-                            taken_at: Timestamp::from_micros(row.get(2)?),
-                        })
-                    },
-                )
-                .optional()?;
-            Ok(snapshot)
+            let snapshot =
+                conn.prepare_cached(LOAD_SNAPSHOT)?
+                    .query_row(
+                        (stream.aggregate_type(), stream.id(), state_version, at_most),
+                        |row| {
+                            // A snapshot is a cache: a negative version, a state that is not
+                            // text or a timestamp that is not an integer make the row no
+                            // snapshot, not an error.
+                            let version = u64::try_from(row.get::<_, i64>(0)?).ok();
+                            let state = row.get_ref(1)?.as_str().ok().map(str::to_owned);
+                            let taken_at = row.get::<_, i64>(2).ok().map(Timestamp::from_micros);
+                            Ok(version.zip(state).zip(taken_at).map(
+                                |((version, state), taken_at)| Snapshot {
+                                    version: Version::new(version),
+                                    state_version,
+                                    state,
+                                    taken_at,
+                                },
+                            ))
+                        },
+                    )
+                    .optional()?;
+            Ok(snapshot.flatten())
         })
     }
 
