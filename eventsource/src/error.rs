@@ -162,7 +162,8 @@ pub enum ReadError {
         #[source]
         source: DecodeFailure,
     },
-    /// An upcaster failed on a stored event.
+    /// An upcaster failed or panicked on a stored event (a panic in a typed chain's
+    /// `From` too: [`UpcastError::Panicked`]). Fix the upcaster to handle that payload.
     #[error("cannot upcast {at}")]
     Upcast {
         /// Where the event is.

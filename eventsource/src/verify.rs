@@ -117,8 +117,8 @@ impl<'a, S: EventStore> Verify<'a, S> {
     }
 
     /// Reads the whole store in global order and reports. A stored event that does not
-    /// decode, or a row the store finds corrupt, is a failure in the report and the check
-    /// goes on with the next event.
+    /// decode (an upcaster that panics on it included), or a row the store finds
+    /// corrupt, is a failure in the report and the check goes on with the next event.
     ///
     /// # Errors
     /// [`ReadError::Store`] when the backend fails (the check cannot go on), or the

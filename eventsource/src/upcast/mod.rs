@@ -14,9 +14,11 @@
 //! ([`Upcasters::validate`]): two upcasters for one (type, version), a chain that ends
 //! at a version the aggregate cannot decode and a cycle are errors before any read.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 use serde_json::Value;
 
@@ -109,6 +111,25 @@ pub enum UpcastError {
         /// What it produced.
         produced: EventKey,
     },
+    /// An upcaster panicked on the stored event: a JSON upcaster (indexing a payload
+    /// that is not an object, for example) or the decoding of a typed `upcast_from`
+    /// chain (a `From` impl, a `Deserialize` impl). The panic was caught; make the code
+    /// return an error instead (see [`Upcasters::payload_object`]). Caught only when
+    /// panics unwind (not with `panic = "abort"`).
+    #[error("the upcaster of `{upcaster}` panicked: {message}")]
+    Panicked {
+        /// The (type, version) being upcast or decoded when it panicked.
+        upcaster: EventKey,
+        /// The panic's message.
+        message: String,
+    },
+    /// A [`Upcasters::payload_object`] upcaster met a payload that is not a JSON object.
+    #[error("the payload is {found}, not a JSON object")]
+    NotAnObject {
+        /// What the payload is instead: `null`, `a boolean`, `a number`, `a string` or
+        /// `an array`.
+        found: &'static str,
+    },
 }
 
 impl UpcastError {
@@ -136,6 +157,7 @@ struct Registered {
 ///
 /// | method | stored event | becomes |
 /// |---|---|---|
+/// | [`payload_object`](Upcasters::payload_object) | `type@v` | `type@v+1`, fields changed by your function |
 /// | [`payload`](Upcasters::payload) | `type@v` | `type@v+1`, JSON changed by your function |
 /// | [`rename`](Upcasters::rename) | `old@v` | `new@w`, same JSON |
 /// | [`custom`](Upcasters::custom) | `type@v` | any number of the declared outputs (split) |
@@ -147,9 +169,9 @@ struct Registered {
 ///
 /// let upcasters = Upcasters::new()
 ///     // v1 had no currency: add one.
-///     .payload("money.deposited", 1, |mut p| {
-///         p["currency"] = json!("EUR");
-///         Ok(p)
+///     .payload_object("money.deposited", 1, |fields| {
+///         fields.insert("currency".into(), json!("EUR"));
+///         Ok(())
 ///     })
 ///     // the type was once called `AccountCreated`.
 ///     .rename("AccountCreated", 1, "account.opened", 1)
@@ -189,17 +211,26 @@ impl Upcasters {
     /// Lifts the payload of `event_type` from `from_version` to `from_version + 1` with
     /// `f` (add a field with a default, rename or retype one, ...).
     ///
+    /// `f` meets stored data, which may not have the shape you expect: return an
+    /// [`UpcastError`] rather than panic. Indexing a `Value` for writing
+    /// (`p["name"] = ...`) panics when the payload is neither an object nor `null`; use
+    /// [`Upcasters::payload_object`], or `as_object_mut` as here. (A panic is caught and
+    /// reported as [`UpcastError::Panicked`], naming the stored event.)
+    ///
     /// ```
-    /// use eventsource::{RawEvent, Upcasters};
+    /// use eventsource::{RawEvent, UpcastError, Upcasters};
     /// use serde_json::json;
     ///
     /// let up = Upcasters::new().payload("user.named", 1, |mut p| {
-    ///     p["name"] = p["first"].take(); // renamed field
+    ///     let fields = p.as_object_mut().ok_or_else(|| UpcastError::invalid("not an object"))?;
+    ///     let first = fields.remove("first").ok_or_else(|| UpcastError::invalid("no `first`"))?;
+    ///     fields.insert("name".into(), first); // renamed field
     ///     Ok(p)
     /// });
     /// let out = up.upcast(RawEvent::new("user.named", 1, json!({"first": "ann"})))?;
     /// assert_eq!(out[0].payload["name"], "ann");
-    /// # Ok::<(), eventsource::UpcastError>(())
+    /// assert!(up.upcast(RawEvent::new("user.named", 1, json!(["ann"]))).is_err());
+    /// # Ok::<(), UpcastError>(())
     /// ```
     #[must_use]
     pub fn payload<F>(self, event_type: &str, from_version: u32, f: F) -> Self
@@ -214,6 +245,50 @@ impl Upcasters {
         };
         let outputs = vec![EventKey::new(event_type, next)];
         self.register(event_type, from_version, outputs, false, "payload", f)
+    }
+
+    /// [`Upcasters::payload`] for payloads that are JSON objects, the usual case: `f`
+    /// changes the payload's fields in place. A stored payload that is not an object is
+    /// [`UpcastError::NotAnObject`], where indexing a `Value` (`p["a"] = ...`) would
+    /// panic.
+    ///
+    /// ```
+    /// use eventsource::{RawEvent, UpcastError, Upcasters};
+    /// use serde_json::json;
+    ///
+    /// let up = Upcasters::new().payload_object("order.placed", 1, |fields| {
+    ///     // Renamed field: `order` is now `order_id`.
+    ///     if let Some(order) = fields.remove("order") {
+    ///         fields.insert("order_id".into(), order);
+    ///     }
+    ///     fields.entry("currency").or_insert(json!("EUR")); // new field with a default
+    ///     Ok(())
+    /// });
+    /// let out = up.upcast(RawEvent::new("order.placed", 1, json!({"order": 7})))?;
+    /// assert_eq!(out[0].payload, json!({"order_id": 7, "currency": "EUR"}));
+    /// assert!(matches!(
+    ///     up.upcast(RawEvent::new("order.placed", 1, json!([7]))),
+    ///     Err(UpcastError::NotAnObject { found: "an array" })
+    /// ));
+    /// # Ok::<(), UpcastError>(())
+    /// ```
+    #[must_use]
+    pub fn payload_object<F>(self, event_type: &str, from_version: u32, f: F) -> Self
+    where
+        F: Fn(&mut serde_json::Map<String, Value>) -> Result<(), UpcastError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.payload(event_type, from_version, move |mut payload| {
+            let Value::Object(fields) = &mut payload else {
+                return Err(UpcastError::NotAnObject {
+                    found: json_kind(&payload),
+                });
+            };
+            f(fields)?;
+            Ok(payload)
+        })
     }
 
     /// Reads events stored as `old_type` at `old_version` as `new_type` at `new_version`
@@ -362,9 +437,9 @@ impl Upcasters {
     /// results come out in order.
     ///
     /// # Errors
-    /// The first upcaster error, [`UpcastError::Undeclared`] when a
-    /// [`custom`](Upcasters::custom) function produces what it did not declare, or
-    /// [`UpcastError::TooManySteps`] for a cycle.
+    /// The first upcaster error, [`UpcastError::Panicked`] when an upcaster panics,
+    /// [`UpcastError::Undeclared`] when a [`custom`](Upcasters::custom) function produces
+    /// what it did not declare, or [`UpcastError::TooManySteps`] for a cycle.
     pub fn upcast(&self, event: RawEvent) -> Result<Vec<RawEvent>, UpcastError> {
         let mut done = Vec::new();
         let mut pending = vec![event];
@@ -384,7 +459,10 @@ impl Upcasters {
             if steps > MAX_STEPS {
                 return Err(UpcastError::TooManySteps { steps: MAX_STEPS });
             }
-            let produced = (entry.f)(raw)?;
+            let produced = guard(
+                || EventKey::new(event_type.as_str(), version),
+                || (entry.f)(raw),
+            )??;
             if entry.check_outputs {
                 let undeclared = produced.iter().find(|out| {
                     !entry
@@ -411,8 +489,9 @@ impl Upcasters {
     /// [`EventStore::read_all_with`](crate::EventStore::read_all_with).
     ///
     /// # Errors
-    /// [`ReadError::Upcast`] when an upcaster fails, [`ReadError::Decode`] when a result
-    /// does not decode; both name the stored event.
+    /// [`ReadError::Upcast`] when an upcaster fails or panics (a typed chain's `From`
+    /// too), [`ReadError::Decode`] when a result does not decode; both name the stored
+    /// event.
     ///
     /// ```
     /// use eventsource::{event, Aggregate, Apply, EventStore, Position, SqliteStore, StreamId, ExpectedVersion, NewEvent, Upcasters};
@@ -467,7 +546,12 @@ impl Upcasters {
     ) -> Result<(), LiftError> {
         // The fast path of every replay: no upcaster (or none for this event).
         if self.is_empty() || !self.handles(event_type, version) {
-            f(E::decode(event_type, version, payload).map_err(LiftError::Decode)?);
+            let decoded = guard(
+                || EventKey::new(event_type, version),
+                || E::decode(event_type, version, payload),
+            )
+            .map_err(LiftError::Upcast)?;
+            f(decoded.map_err(LiftError::Decode)?);
             return Ok(());
         }
         let payload = match payload {
@@ -480,12 +564,49 @@ impl Upcasters {
             .map_err(LiftError::Upcast)?;
         for raw in lifted {
             let payload = Payload::Value(raw.payload);
-            f(
-                E::decode(&raw.event_type, raw.event_version, payload)
-                    .map_err(LiftError::Decode)?,
-            );
+            let decoded = guard(
+                || EventKey::new(raw.event_type.as_str(), raw.event_version),
+                || E::decode(&raw.event_type, raw.event_version, payload),
+            )
+            .map_err(LiftError::Upcast)?;
+            f(decoded.map_err(LiftError::Decode)?);
         }
         Ok(())
+    }
+}
+
+/// Runs user code on stored data (an upcaster, a typed chain's decoding), turning a
+/// panic into [`UpcastError::Panicked`] for the (type, version) `key` names: stored data
+/// never makes a read panic. Unwinding costs nothing when nothing panics.
+fn guard<T>(key: impl FnOnce() -> EventKey, f: impl FnOnce() -> T) -> Result<T, UpcastError> {
+    // The repository drops whatever the panicking code was working on: no broken state
+    // outlives the call.
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| UpcastError::Panicked {
+        upcaster: key(),
+        message: panic_message(payload.as_ref()),
+    })
+}
+
+/// The message of a panic: its `&str` or `String` payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        String::from("a panic without a message")
+    }
+}
+
+/// What kind of JSON value `value` is, for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
