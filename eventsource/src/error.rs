@@ -200,10 +200,15 @@ pub enum ReadError {
         /// The version found instead of the next one.
         found: Version,
     },
-    /// A stored column holds a value out of range (a negative version, for example).
+    /// A stored column holds a value out of range (a negative version, for example), or
+    /// the recorded outcome of an idempotent command does not match its stream (more
+    /// events than its stream version, a version beyond the stream's end, positions that
+    /// are not the events'). Written by hand or restored from another backup: a human
+    /// must look at it.
     #[error("corrupt row at position {position}: {reason}")]
     Corrupt {
-        /// The row's global position.
+        /// The row's global position (for a command record: its first recorded
+        /// position, 0 when it records none).
         position: i64,
         /// What is wrong.
         reason: String,

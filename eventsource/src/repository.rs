@@ -300,7 +300,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute`]; [`ExecuteError::CommandIdReused`] when the id was used
-    /// for a command on another stream; [`ExecuteError::Append`] with
+    /// for a command on another stream; [`ExecuteError::Read`] with
+    /// [`ReadError::Corrupt`] when the id's stored record does not match its stream (the
+    /// recorded outcome is never reported unless it is true); [`ExecuteError::Append`] with
     /// [`StoreError::Unsupported`](crate::StoreError::Unsupported) for a store without
     /// idempotent commands.
     pub fn execute_once<R, E>(
@@ -454,17 +456,53 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             });
         }
         let version = record.result.stream_version;
-        let count = record.result.positions.len();
+        let positions = &record.result.positions;
+        let corrupt = |reason: String| {
+            let position = positions.first().map_or(0, |p| p.get() as i64);
+            ExecuteError::Read(ReadError::Corrupt {
+                position,
+                reason: format!("command `{command_id}` of stream {stream}: {reason}"),
+            })
+        };
+        // The record's events are the last `count` of the stream as of `version`.
+        let count = positions.len();
+        let Some(before) = version.get().checked_sub(count as u64) else {
+            return Err(corrupt(format!(
+                "the record names {count} events at stream version {version}"
+            )));
+        };
         let loaded = self
             .replay(stream.clone(), version)
             .map_err(ExecuteError::Read)?;
+        if loaded.version != version {
+            return Err(corrupt(format!(
+                "the record names stream version {version}, the stream ends at {}",
+                loaded.version
+            )));
+        }
         let mut events = Vec::with_capacity(count);
-        let first = Version::new(version.get() + 1 - count as u64);
+        let mut read = 0;
+        let mut mismatch = None;
         self.store
-            .replay_stream_with(stream, first, count, &mut |event| {
+            .replay_stream_with(stream, Version::new(before + 1), count, &mut |event| {
+                if positions.get(read) != Some(&event.position) {
+                    mismatch = mismatch.or(Some((event.version, event.position)));
+                    return Ok(());
+                }
+                read += 1;
                 self.decode(stream, &event, |e| events.push(e))
             })
             .map_err(ExecuteError::Read)?;
+        if let Some((at, position)) = mismatch {
+            return Err(corrupt(format!(
+                "the event at version {at} is at position {position}, not where the record says"
+            )));
+        }
+        if read != count {
+            return Err(corrupt(format!(
+                "the record names {count} events, the stream holds {read} of them"
+            )));
+        }
         Ok(Some(Committed {
             stream: stream.clone(),
             version,

@@ -77,10 +77,19 @@ impl Version {
         self.0
     }
 
-    /// The version after this one.
+    /// The version after this one, saturating: `Version::new(u64::MAX).next()` is
+    /// itself rather than a panic or a wrap to 0. Stores never hold a version past
+    /// [`Version::MAX`] (`i64::MAX`), so a version read from a store always has a next.
+    ///
+    /// ```
+    /// use eventsource::Version;
+    ///
+    /// assert_eq!(Version::MAX.next().get(), i64::MAX as u64 + 1);
+    /// assert_eq!(Version::new(u64::MAX).next(), Version::new(u64::MAX));
+    /// ```
     #[must_use]
     pub const fn next(self) -> Self {
-        Version(self.0 + 1)
+        Version(self.0.saturating_add(1))
     }
 }
 
@@ -178,6 +187,13 @@ impl fmt::Display for ExpectedVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_saturates_instead_of_overflowing() {
+        assert_eq!(Version::new(u64::MAX).next(), Version::new(u64::MAX));
+        assert_eq!(Version::new(u64::MAX - 1).next(), Version::new(u64::MAX));
+        assert_eq!(Version::NONE.next(), Version::new(1));
+    }
 
     #[test]
     fn expectations_match_only_their_versions() {
