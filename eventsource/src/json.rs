@@ -15,8 +15,11 @@ use serde::ser::{
 };
 
 /// `value` as JSON text, like `serde_json::to_string`, except that a non-finite float
-/// anywhere in it (in a field, a sequence, an `Option`, a map key or value) is an error
-/// naming the value, and nothing is returned.
+/// anywhere in it (in a field, a sequence, an `Option`, a map key or value) is an error.
+///
+/// # Errors
+/// The first non-finite float, named in the message (`the float NaN is not finite`), or
+/// the error of a `Serialize` impl that fails.
 pub fn to_string<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
     serde_json::to_string(&Finite(value))
 }
