@@ -264,6 +264,21 @@ impl SqliteStore {
     }
 }
 
+/// A `snapshots` row as a snapshot, or `None` when it is none: a snapshot is a cache, so a
+/// negative version, a state that is not text or a timestamp that is not an integer
+/// make the row no snapshot rather than an error.
+fn snapshot_row(row: &rusqlite::Row<'_>, state_version: u32) -> Option<Snapshot> {
+    let version = u64::try_from(row.get::<_, i64>(0).ok()?).ok()?;
+    let state = row.get_ref(1).ok()?.as_str().ok()?.to_owned();
+    let taken_at = Timestamp::from_micros(row.get(2).ok()?);
+    Some(Snapshot {
+        version: Version::new(version),
+        state_version,
+        state,
+        taken_at,
+    })
+}
+
 impl ToSql for Version {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::from(i64::try_from(self.get()).map_err(
@@ -431,28 +446,13 @@ impl EventStore for SqliteStore {
     ) -> Result<Option<Snapshot>, StoreError> {
         self.with_reader(|conn| {
             let at_most = at_most.min(Version::MAX);
-            let snapshot =
-                conn.prepare_cached(LOAD_SNAPSHOT)?
-                    .query_row(
-                        (stream.aggregate_type(), stream.id(), state_version, at_most),
-                        |row| {
-                            // A snapshot is a cache: a negative version, a state that is not
-                            // text or a timestamp that is not an integer make the row no
-                            // snapshot, not an error.
-                            let version = u64::try_from(row.get::<_, i64>(0)?).ok();
-                            let state = row.get_ref(1)?.as_str().ok().map(str::to_owned);
-                            let taken_at = row.get::<_, i64>(2).ok().map(Timestamp::from_micros);
-                            Ok(version.zip(state).zip(taken_at).map(
-                                |((version, state), taken_at)| Snapshot {
-                                    version: Version::new(version),
-                                    state_version,
-                                    state,
-                                    taken_at,
-                                },
-                            ))
-                        },
-                    )
-                    .optional()?;
+            let snapshot = conn
+                .prepare_cached(LOAD_SNAPSHOT)?
+                .query_row(
+                    (stream.aggregate_type(), stream.id(), state_version, at_most),
+                    |row| Ok(snapshot_row(row, state_version)),
+                )
+                .optional()?;
             Ok(snapshot.flatten())
         })
     }
