@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::event::{DecodeFailure, EventId, EventLocation};
 use crate::upcast::{RegistrationError, UpcastError};
-use crate::version::{ExpectedVersion, StreamId, Version};
+use crate::version::{ExpectedVersion, InvalidStreamId, StreamId, Version};
 
 /// A failure of the storage backend, or a file that is not a store we can use.
 ///
@@ -58,17 +58,64 @@ pub enum StoreError {
         /// The feature, e.g. "idempotent commands".
         feature: &'static str,
     },
+    /// The stream id cannot be stored (a NUL character, or longer than
+    /// [`StreamId::MAX_LEN`]): see [`StreamId::validate`]. Nothing was read or stored.
+    #[error(transparent)]
+    InvalidStreamId(#[from] InvalidStreamId),
     /// The thread committing a group of appends panicked: the append's outcome is
     /// unknown (it may or may not be stored). Reload and check before retrying.
     #[error("the append was interrupted: the thread committing it panicked")]
     Interrupted,
-    /// SQLite reported an error.
-    #[error("sqlite error")]
+    /// SQLite reported an error; the message is SQLite's.
+    #[error("sqlite error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL reported an error.
+    /// PostgreSQL reported an error; the message has the SQLSTATE, the server's text and
+    /// its detail, or the driver's reason (a lost connection, for example).
     #[cfg(feature = "postgres")]
-    #[error("postgres error")]
-    Postgres(#[from] postgres::Error),
+    #[error("postgres error: {}", postgres_message(.0))]
+    Postgres(postgres::Error),
+}
+
+/// `e` as one line: `SQLSTATE message (detail)` for the server's errors, the driver's
+/// own text otherwise.
+#[cfg(feature = "postgres")]
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} {} ({detail})", db.code().code(), db.message()),
+            None => format!("{} {}", db.code().code(), db.message()),
+        },
+        None => e.to_string(),
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for StoreError {
+    /// The driver's error, except a table of the store that no longer exists (someone
+    /// dropped it): [`StoreError::Damaged`] naming it, as on SQLite.
+    fn from(e: postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error()
+            && *db.code() == postgres::error::SqlState::UNDEFINED_TABLE
+            && let Some((schema, table)) = missing_relation(db.message())
+        {
+            return StoreError::Damaged {
+                path: PathBuf::from(schema),
+                missing: vec![format!("table {table}")],
+            };
+        }
+        StoreError::Postgres(e)
+    }
+}
+
+/// The schema and table of PostgreSQL's `relation "schema.table" does not exist`; the
+/// store spells every table with its schema.
+#[cfg(feature = "postgres")]
+fn missing_relation(message: &str) -> Option<(&str, &str)> {
+    let name = message
+        .strip_prefix("relation \"")?
+        .strip_suffix("\" does not exist")?;
+    let (schema, table) = name.split_once('.')?;
+    Some((schema.trim_matches('"'), table.trim_matches('"')))
 }
 
 macro_rules! from_backend_errors {
@@ -82,7 +129,7 @@ macro_rules! from_backend_errors {
         #[cfg(feature = "postgres")]
         impl From<postgres::Error> for $ty {
             fn from(e: postgres::Error) -> Self {
-                $ty::Store(StoreError::Postgres(e))
+                $ty::Store(StoreError::from(e))
             }
         }
     )*};
@@ -224,7 +271,7 @@ pub enum ReadError {
 #[non_exhaustive]
 pub enum ExecuteError<E> {
     /// The command handler refused the command with the user's own error.
-    #[error("command rejected")]
+    #[error("command rejected: {0}")]
     Domain(#[source] E),
     /// Other writers kept appending to the stream: the handler ran `attempts` times and
     /// each time lost the race. Retry later or report the contention.
@@ -251,10 +298,10 @@ pub enum ExecuteError<E> {
         stream: StreamId,
     },
     /// Loading the aggregate failed.
-    #[error("loading the aggregate failed")]
+    #[error("loading the aggregate failed: {0}")]
     Read(#[source] ReadError),
     /// Appending the events failed for another reason than a conflict.
-    #[error("appending the events failed")]
+    #[error("appending the events failed: {0}")]
     Append(#[source] AppendError),
 }
 

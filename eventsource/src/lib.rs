@@ -67,7 +67,7 @@ pub use crate::store::{
 };
 pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
-pub use crate::version::{ExpectedVersion, Position, StreamId, Version};
+pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, Version};
 
 /// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
 #[cfg(feature = "derive")]

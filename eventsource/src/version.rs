@@ -40,6 +40,89 @@ impl StreamId {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// The longest aggregate type, and the longest id, a store accepts: 1,024 bytes each
+    /// (UTF-8).
+    pub const MAX_LEN: usize = 1024;
+
+    /// Checks that every store can hold this stream id: neither part contains a NUL
+    /// character (PostgreSQL's `TEXT` cannot hold one) and neither is longer than
+    /// [`StreamId::MAX_LEN`] bytes. Every store checks this before it reads or writes a
+    /// stream, so an id behaves the same on SQLite and PostgreSQL: refused with
+    /// [`StoreError::InvalidStreamId`](crate::StoreError::InvalidStreamId), nothing read
+    /// or stored.
+    ///
+    /// ```
+    /// use eventsource::{InvalidStreamId, StreamId};
+    ///
+    /// assert!(StreamId::new("account", "acc-1").validate().is_ok());
+    /// assert!(matches!(
+    ///     StreamId::new("account", "a\0b").validate(),
+    ///     Err(InvalidStreamId::Nul { part: "id", .. })
+    /// ));
+    /// assert!(matches!(
+    ///     StreamId::new("account", "x".repeat(StreamId::MAX_LEN + 1)).validate(),
+    ///     Err(InvalidStreamId::TooLong { part: "id", len: 1025, .. })
+    /// ));
+    /// ```
+    ///
+    /// # Errors
+    /// [`InvalidStreamId`] naming the part and the problem.
+    pub fn validate(&self) -> Result<(), InvalidStreamId> {
+        for (part, text) in [("aggregate type", &self.aggregate_type), ("id", &self.id)] {
+            if text.len() > Self::MAX_LEN {
+                return Err(InvalidStreamId::TooLong {
+                    part,
+                    len: text.len(),
+                    stream: self.preview(),
+                });
+            }
+            if text.contains('\0') {
+                return Err(InvalidStreamId::Nul {
+                    part,
+                    stream: self.preview(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream as `type/id`, cut to about 64 characters for error messages.
+    fn preview(&self) -> String {
+        let full = self.to_string();
+        match full.char_indices().nth(64) {
+            Some((cut, _)) => format!("{}...", full[..cut].escape_debug()),
+            None => full.escape_debug().to_string(),
+        }
+    }
+}
+
+/// Why [`StreamId::validate`] refused a stream id. The `stream` field is the id as
+/// `type/id`, escaped and cut to about 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidStreamId {
+    /// A part contains a NUL character (`\0`).
+    #[error("invalid stream id {stream}: the {part} contains a NUL character")]
+    Nul {
+        /// `"aggregate type"` or `"id"`.
+        part: &'static str,
+        /// The stream, cut short.
+        stream: String,
+    },
+    /// A part is longer than [`StreamId::MAX_LEN`] bytes.
+    #[error(
+        "invalid stream id {stream}: the {part} is {len} bytes long, more than the limit of {} bytes",
+        StreamId::MAX_LEN
+    )]
+    TooLong {
+        /// `"aggregate type"` or `"id"`.
+        part: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The stream, cut short.
+        stream: String,
+    },
 }
 
 impl fmt::Display for StreamId {

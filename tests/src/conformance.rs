@@ -784,3 +784,90 @@ pub fn a_visitor_error_stops_the_read<S: EventStore>(store: &S) -> TestResult {
     }
     Ok(())
 }
+
+/// Stream ids behave the same on every backend: an id with a NUL character, or a part
+/// longer than [`StreamId::MAX_LEN`] bytes, is refused with
+/// `StoreError::InvalidStreamId` by every call that names a stream, and nothing is
+/// stored; the longest valid ids (multi-byte characters included) round-trip.
+///
+/// # Errors
+/// An unexpected error of the store.
+pub fn stream_ids_are_validated<S: EventStore>(store: &S) -> TestResult {
+    use eventsource::{Snapshot, StoreError};
+
+    let too_long = "x".repeat(StreamId::MAX_LEN + 1);
+    let bad = [
+        StreamId::new("note", "a\0b"),
+        StreamId::new("no\0te", "a"),
+        StreamId::new("note", too_long.as_str()),
+        StreamId::new(too_long.as_str(), "a"),
+        // 342 three-byte characters: 1,026 bytes.
+        StreamId::new("note", "€".repeat(342)),
+    ];
+    let is_invalid = |e: &StoreError| matches!(e, StoreError::InvalidStreamId(_));
+    for stream in &bad {
+        let reason = stream.validate().err();
+        assert!(reason.is_some(), "{stream:?} passed validation");
+        let appended = store.append(stream, ExpectedVersion::Any, &[note(1)]);
+        assert!(
+            matches!(&appended, Err(AppendError::Store(e)) if is_invalid(e)),
+            "{appended:?}"
+        );
+        let command = store.append_command("cmd-bad", stream, ExpectedVersion::Any, &[note(2)]);
+        assert!(
+            matches!(&command, Err(AppendError::Store(e)) if is_invalid(e)),
+            "{command:?}"
+        );
+        let read = store.read_stream_with(stream, Version::new(1), 10, &mut |_| Ok(()));
+        assert!(
+            matches!(&read, Err(ReadError::Store(e)) if is_invalid(e)),
+            "{read:?}"
+        );
+        let replay = store.replay_stream_with(stream, Version::new(1), 10, &mut |_| Ok(()));
+        assert!(
+            matches!(&replay, Err(ReadError::Store(e)) if is_invalid(e)),
+            "{replay:?}"
+        );
+        let version = store.stream_version(stream);
+        assert!(matches!(&version, Err(e) if is_invalid(e)), "{version:?}");
+        if let Err(e) = store.load_snapshot(stream, Version::MAX, 1) {
+            assert!(is_invalid(&e), "{e:?}");
+        }
+        let snapshot = Snapshot {
+            version: Version::new(1),
+            state_version: 1,
+            state: "{}".into(),
+            taken_at: Timestamp::from_micros(0),
+        };
+        if let Err(e) = store.save_snapshot(stream, &snapshot) {
+            assert!(
+                is_invalid(&e) || matches!(e, StoreError::Unsupported { .. }),
+                "{e:?}"
+            );
+        }
+        // The message names the problem and shows the stream cut short.
+        let message = reason.map(|r| StoreError::from(r).to_string());
+        let message = message.unwrap_or_default();
+        assert!(message.starts_with("invalid stream id "), "{message}");
+        assert!(message.len() < 300, "{message}");
+    }
+    assert!(
+        all_events(store)?.is_empty(),
+        "a refused stream id stored something"
+    );
+    assert_eq!(store.command("cmd-bad")?, None);
+
+    let longest = [
+        StreamId::new("note", "x".repeat(StreamId::MAX_LEN)),
+        StreamId::new("y".repeat(StreamId::MAX_LEN), "€".repeat(341)),
+        StreamId::new("note", "é ✓ 🦀"),
+    ];
+    for stream in &longest {
+        store.append(stream, ExpectedVersion::NoStream, &[note(7)])?;
+        let events = stream_events(store, stream)?;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].stream, *stream);
+        assert_eq!(store.stream_version(stream)?, Version::new(1));
+    }
+    Ok(())
+}

@@ -77,6 +77,7 @@ suite!(sqlite_memory, sqlite_file, postgres; [
     concurrent_writers_on_one_stream,
     concurrent_writers_on_own_streams,
     a_visitor_error_stops_the_read,
+    stream_ids_are_validated,
 ]);
 
 // Tampering needs a second, plain connection, which an in-memory SQLite store has not.

@@ -57,7 +57,8 @@ impl Sql {
         Sql {
             // One round trip; the lock keys are numbers, safe to spell in.
             begin_append: format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {})",
+                "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                 SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {})",
                 table_oid.cast_signed()
             ),
             append: spell(APPEND),
@@ -161,6 +162,11 @@ struct Conn {
 /// lock makes the expected-version check exact across connections and processes; the
 /// unique constraints stay as a backstop. Every writer must go through this type (or take
 /// the same lock) for the guarantee to hold.
+///
+/// The append's transaction sets its own isolation level, `READ COMMITTED`, whatever the
+/// session's `default_transaction_isolation`: under `REPEATABLE READ` or `SERIALIZABLE`
+/// its snapshot would be taken before the lock is granted and miss the append it waited
+/// for. Reads are single statements and work under any level.
 ///
 /// An idempotent command is an append whose statement, under the same lock, first looks
 /// its id up in `commands` and, when the id is new and the expected version matches,
@@ -315,7 +321,7 @@ impl PostgresStore {
             .pop();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => self.open().map_err(StoreError::Postgres)?,
+            None => self.open().map_err(StoreError::from)?,
         };
         // A panic in `f` (a visitor's) drops the connection: its state is unknown.
         let result = f(&mut conn);
@@ -341,7 +347,7 @@ impl PostgresStore {
 
 /// Wraps a driver error in the operation's error type.
 fn pg<E: From<StoreError>>(e: postgres::Error) -> E {
-    E::from(StoreError::Postgres(e))
+    E::from(StoreError::from(e))
 }
 
 /// A version, position or count as a SQL `BIGINT`, saturating: every stored value is at
@@ -362,6 +368,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
+        stream.validate().map_err(StoreError::from)?;
         let batch = Batch::new(stream, events)?;
         if events.is_empty() {
             let actual = self.stream_version(stream)?;
@@ -387,6 +394,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
+        stream.validate().map_err(StoreError::from)?;
         let batch = Batch::new(stream, events)?;
         // Even without events: the command is recorded, under the lock.
         self.with_conn(|conn| conn.append(&self.sql, Some(command_id), stream, expected, &batch))
@@ -397,7 +405,8 @@ impl EventStore for PostgresStore {
     }
 
     fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        self.with_conn(|conn| conn.stream_version(stream).map_err(StoreError::Postgres))
+        stream.validate()?;
+        self.with_conn(|conn| conn.stream_version(stream).map_err(StoreError::from))
     }
 
     fn read_stream_with(
@@ -407,6 +416,7 @@ impl EventStore for PostgresStore {
         max_count: usize,
         visit: &mut Visitor<'_>,
     ) -> Result<(), ReadError> {
+        stream.validate().map_err(StoreError::from)?;
         let from = sql_int(from.get().max(1));
         let limit = sql_int(max_count as u64);
         let params: [&(dyn ToSql + Sync); 4] =
@@ -445,6 +455,7 @@ impl EventStore for PostgresStore {
         max_count: usize,
         visit: &mut DataVisitor<'_>,
     ) -> Result<(), ReadError> {
+        stream.validate().map_err(StoreError::from)?;
         let from = sql_int(from.get().max(1));
         let limit = sql_int(max_count as u64);
         let params: [&(dyn ToSql + Sync); 4] =
@@ -464,16 +475,18 @@ impl EventStore for PostgresStore {
         at_most: Version,
         state_version: u32,
     ) -> Result<Option<Snapshot>, StoreError> {
+        stream.validate()?;
         self.with_conn(|conn| {
             conn.load_snapshot(&self.sql, stream, at_most, state_version)
-                .map_err(StoreError::Postgres)
+                .map_err(StoreError::from)
         })
     }
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+        stream.validate()?;
         self.with_conn(|conn| {
             conn.save_snapshot(&self.sql, stream, snapshot)
-                .map_err(StoreError::Postgres)
+                .map_err(StoreError::from)
         })
     }
 }

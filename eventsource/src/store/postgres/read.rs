@@ -52,7 +52,7 @@ impl Conn {
         let mut rows = self
             .client
             .query_raw(statement(&self.stmts), params.iter().copied())
-            .map_err(StoreError::Postgres)?;
+            .map_err(StoreError::from)?;
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
@@ -152,16 +152,16 @@ fn saturating_timestamp(t: SystemTime) -> Timestamp {
 /// Reads the first four columns every read selects: position, version, event type and
 /// event version.
 fn decode_head(row: &Row) -> Result<(i64, Position, Version, &str, u32), ReadError> {
-    let position: i64 = row.try_get(0).map_err(StoreError::Postgres)?;
+    let position: i64 = row.try_get(0).map_err(StoreError::from)?;
     let get_u64 = |idx: usize, column: &str| -> Result<u64, ReadError> {
-        let n: i64 = row.try_get(idx).map_err(StoreError::Postgres)?;
+        let n: i64 = row.try_get(idx).map_err(StoreError::from)?;
         u64::try_from(n).map_err(|e| corrupt(position, column, &e))
     };
     Ok((
         position,
         Position::new(get_u64(0, "position")?),
         Version::new(get_u64(1, "version")?),
-        row.try_get(2).map_err(StoreError::Postgres)?,
+        row.try_get(2).map_err(StoreError::from)?,
         u32::try_from(get_u64(3, "event_version")?)
             .map_err(|e| corrupt(position, "event_version", &e))?,
     ))
@@ -175,9 +175,9 @@ pub(super) fn decode_row<'r>(
 ) -> Result<RecordedEventRef<'r>, ReadError> {
     let (raw_position, position, version, event_type, event_version) = decode_head(row)?;
     let text = |idx: usize| -> Result<&'r str, ReadError> {
-        Ok(row.try_get(idx).map_err(StoreError::Postgres)?)
+        Ok(row.try_get(idx).map_err(StoreError::from)?)
     };
-    let recorded_at: SystemTime = row.try_get(5).map_err(StoreError::Postgres)?;
+    let recorded_at: SystemTime = row.try_get(5).map_err(StoreError::from)?;
     Ok(RecordedEventRef {
         position,
         aggregate_type,
@@ -197,8 +197,8 @@ pub(super) fn decode_row<'r>(
 
 /// Borrows one row of [`READ_ALL`] (its stream in columns 8 and 9).
 pub(super) fn decode_row_with_stream(row: &Row) -> Result<RecordedEventRef<'_>, ReadError> {
-    let aggregate_type = row.try_get(8).map_err(StoreError::Postgres)?;
-    let stream_id = row.try_get(9).map_err(StoreError::Postgres)?;
+    let aggregate_type = row.try_get(8).map_err(StoreError::from)?;
+    let stream_id = row.try_get(9).map_err(StoreError::from)?;
     decode_row(row, aggregate_type, stream_id)
 }
 
@@ -210,7 +210,7 @@ pub(super) fn decode_data(row: &Row) -> Result<EventData<'_>, ReadError> {
         version,
         event_type,
         event_version,
-        payload: row.try_get(4).map_err(StoreError::Postgres)?,
+        payload: row.try_get(4).map_err(StoreError::from)?,
     })
 }
 

@@ -218,7 +218,7 @@ impl Conn {
             &command,
         ];
         let tx = AppendTransaction::begin(&mut self.client, &sql.begin_append)
-            .map_err(StoreError::Postgres)?;
+            .map_err(StoreError::from)?;
         let head = match tx.client.query_one(&self.stmts.append, &params) {
             Ok(head) => head,
             Err(e) => {
@@ -226,10 +226,10 @@ impl Conn {
                 return Err(self.explain(e, sql, command, stream, expected, batch));
             }
         };
-        let actual = Version::new(stored_u64(head.try_get(0).map_err(StoreError::Postgres)?));
-        let last_position = stored_u64(head.try_get(1).map_err(StoreError::Postgres)?);
-        let accepted: bool = head.try_get(2).map_err(StoreError::Postgres)?;
-        let done: bool = head.try_get(3).map_err(StoreError::Postgres)?;
+        let actual = Version::new(stored_u64(head.try_get(0).map_err(StoreError::from)?));
+        let last_position = stored_u64(head.try_get(1).map_err(StoreError::from)?);
+        let accepted: bool = head.try_get(2).map_err(StoreError::from)?;
+        let done: bool = head.try_get(3).map_err(StoreError::from)?;
         if !accepted {
             drop(tx);
             return Err(match command {
@@ -246,7 +246,7 @@ impl Conn {
                 },
             });
         }
-        tx.commit().map_err(StoreError::Postgres)?;
+        tx.commit().map_err(StoreError::from)?;
         let first = last_position + 1;
         Ok(AppendResult {
             stream_version: Version::new(actual.get() + batch.len()),

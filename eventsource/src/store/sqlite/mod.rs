@@ -315,6 +315,7 @@ impl SqliteStore {
         max_count: usize,
         mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), ReadError>,
     ) -> Result<(), ReadError> {
+        stream.validate().map_err(StoreError::from)?;
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(sql)?;
             let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
@@ -329,6 +330,7 @@ impl SqliteStore {
 
     /// Checks the payloads, then hands the append to the group commit.
     fn submit(&self, request: Request<'_>) -> Result<AppendResult, AppendError> {
+        request.stream.validate().map_err(StoreError::from)?;
         for event in request.events {
             check_json(request.stream, event)?;
         }
@@ -404,6 +406,7 @@ impl EventStore for SqliteStore {
     }
 
     fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        stream.validate()?;
         self.with_reader(|conn| Ok(current_version(conn, stream)?))
     }
 
@@ -444,6 +447,7 @@ impl EventStore for SqliteStore {
         at_most: Version,
         state_version: u32,
     ) -> Result<Option<Snapshot>, StoreError> {
+        stream.validate()?;
         self.with_reader(|conn| {
             let at_most = at_most.min(Version::MAX);
             let snapshot = conn
@@ -458,6 +462,7 @@ impl EventStore for SqliteStore {
     }
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+        stream.validate()?;
         let conn = self.writer();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
         tx.prepare_cached(SAVE_SNAPSHOT)?.execute((
