@@ -37,6 +37,7 @@
 //! ```
 
 mod aggregate;
+mod backoff;
 mod cache;
 mod error;
 mod event;
@@ -52,6 +53,7 @@ mod verify;
 mod version;
 
 pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
+pub use crate::backoff::Backoff;
 pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
 pub use crate::event::{
     DecodeFailure, Event, EventData, EventId, EventLocation, Metadata, NewEvent, Payload,
