@@ -147,6 +147,7 @@ impl Log {
 fn run_and_kill(
     path: &Path,
     round: u64,
+    threads: u64,
     rng: &mut SplitMix64,
     log: &mut Log,
 ) -> Result<bool, Box<dyn Error>> {
@@ -159,10 +160,11 @@ fn run_and_kill(
         .arg(path)
         .arg(round.to_string())
         .arg(sync)
+        .arg(threads.to_string())
         .stdout(Stdio::piped())
         .spawn()?;
     let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    for _ in 0..rng.between(0, MAX_ACKS_BEFORE_KILL) {
+    for _ in 0..rng.between(0, MAX_ACKS_BEFORE_KILL * threads) {
         match lines.next().transpose()? {
             Some(line) => log.record(&line)?,
             None => break,
@@ -228,7 +230,18 @@ fn verify_after_crash(path: &Path, round: u64, log: &mut Log) -> Result<usize, B
 
 #[test]
 fn killed_writers_lose_no_acknowledged_append() -> TestResult {
-    let rounds = SplitMix64::seed_from_env("ES_CRASH_ROUNDS", ROUNDS);
+    killed_writers(1, SplitMix64::seed_from_env("ES_CRASH_ROUNDS", ROUNDS))
+}
+
+/// The same with four writer threads in the killed process sharing one store handle, so
+/// that appends are committed in groups: a kill in the middle of a group commit loses
+/// no acknowledged append and leaves no partial batch.
+#[test]
+fn killed_group_commits_lose_no_acknowledged_append() -> TestResult {
+    killed_writers(4, SplitMix64::seed_from_env("ES_CRASH_ROUNDS", ROUNDS / 2))
+}
+
+fn killed_writers(threads: u64, rounds: u64) -> TestResult {
     let seed = SplitMix64::seed_from_env("ES_CRASH_SEED", 0x0E5C_4A54);
     let mut rng = SplitMix64::new(seed);
     let tmp = TempStore::new()?;
@@ -237,7 +250,7 @@ fn killed_writers_lose_no_acknowledged_append() -> TestResult {
     let mut killed_running = 0;
     let mut stored = 0;
     for round in 0..rounds {
-        if run_and_kill(&tmp.path, round, &mut rng, &mut log)? {
+        if run_and_kill(&tmp.path, round, threads, &mut rng, &mut log)? {
             killed_running += 1;
         }
         stored = verify_after_crash(&tmp.path, round, &mut log)?;
@@ -248,7 +261,7 @@ fn killed_writers_lose_no_acknowledged_append() -> TestResult {
         .map(|a| a.last.get() - a.first.get() + 1)
         .sum();
     eprintln!(
-        "{rounds} rounds ({killed_running} killed while running), {} acknowledged batches \
+        "{threads} writer thread(s), {rounds} rounds ({killed_running} killed while running), {} acknowledged batches \
          ({events} events) all present and complete, {} more committed but killed before \
          the acknowledgement, also complete, {} refused batches all absent",
         log.acknowledged.len(),
@@ -257,5 +270,66 @@ fn killed_writers_lose_no_acknowledged_append() -> TestResult {
     );
     assert!(killed_running >= rounds / 2, "the writers were not killed");
     assert!(!log.acknowledged.is_empty());
+    Ok(())
+}
+
+/// The durability the crash tests rely on is the one the store sets: every connection
+/// it opens (the writer and the readers, opened by reads from several threads) runs
+/// with `PRAGMA synchronous` as chosen, `FULL` (2) by default and `NORMAL` (1) when
+/// asked, read back through the `on_connect` hook, which runs after the store's own
+/// configuration.
+#[test]
+fn every_connection_runs_with_the_chosen_synchronous_setting() -> Result<(), Box<dyn Error>> {
+    use std::sync::{Arc, Mutex};
+
+    for (options, expected) in [
+        (eventsource::SqliteOptions::new(), 2),
+        (
+            eventsource::SqliteOptions::new().synchronous(eventsource::Synchronous::Full),
+            2,
+        ),
+        (
+            eventsource::SqliteOptions::new().synchronous(eventsource::Synchronous::Normal),
+            1,
+        ),
+    ] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let options = options.on_connect(move |conn| {
+            let level: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+            record
+                .lock()
+                .map_err(|_| rusqlite::Error::InvalidQuery)?
+                .push(level);
+            Ok(())
+        });
+        let tmp = TempStore::new()?;
+        let store = SqliteStore::open_with(&tmp.path, options)?;
+        let stream = StreamId::new("sync", "s");
+        store.append(
+            &stream,
+            ExpectedVersion::NoStream,
+            &[NewEvent::new("sync.noted", 1, "{}")],
+        )?;
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| store.read_stream(&stream, Version::new(1)).count()))
+                .collect();
+            for reader in readers {
+                assert_eq!(
+                    reader
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    1
+                );
+            }
+        });
+        let seen = seen.lock().map_err(|_| "poisoned")?.clone();
+        assert!(seen.len() >= 2, "only {} connections seen", seen.len());
+        assert!(
+            seen.iter().all(|&level| level == expected),
+            "{seen:?}, expected {expected}"
+        );
+    }
     Ok(())
 }

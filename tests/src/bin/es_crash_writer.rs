@@ -2,8 +2,12 @@
 //! loop until it is killed.
 //!
 //! ```text
-//! es_crash_writer <path> <round> full|normal
+//! es_crash_writer <path> <round> full|normal [threads]
 //! ```
+//!
+//! With `threads` > 1 (default 1), that many threads share the one store handle, so
+//! their appends are committed in groups (group commit); thread `t` writes its own
+//! streams `t<t>s0`..`t<t>s2` and names its batches `r<round>t<t>b<k>`.
 //!
 //! Each batch holds 1 to 20 events for one of the streams `crash/s0`..`crash/s2`, every
 //! payload naming its batch, its index and the batch size (see
@@ -29,6 +33,7 @@ type Error = Box<dyn std::error::Error>;
 const STREAMS: usize = 3;
 const MAX_BATCHES: u64 = 5_000;
 const MAX_TIME: Duration = Duration::from_secs(30);
+const USAGE: &str = "usage: es_crash_writer <path> <round> full|normal [threads]";
 
 fn batch(id: &str, size: u64) -> Vec<NewEvent> {
     (0..size)
@@ -39,24 +44,61 @@ fn batch(id: &str, size: u64) -> Vec<NewEvent> {
         .collect()
 }
 
-fn run(path: &str, round: u64, synchronous: Synchronous) -> Result<(), Error> {
+fn run(path: &str, round: u64, synchronous: Synchronous, threads: u64) -> Result<(), Error> {
     let store = SqliteStore::open_with(path, SqliteOptions::new().synchronous(synchronous))?;
+    if threads <= 1 {
+        write(&store, round, "", &format!("r{round}b"))?;
+    } else {
+        let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let store = &store;
+                    s.spawn(move || {
+                        write(
+                            store,
+                            round * 100 + t,
+                            &format!("t{t}"),
+                            &format!("r{round}t{t}b"),
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a writer thread panicked".into()))
+                })
+                .collect()
+        });
+        for result in results {
+            result?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "done")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Appends batches to the streams `<prefix>s0`.. until the batch or time limit, printing
+/// each outcome as one line (the lock on stdout keeps lines whole across threads).
+fn write(store: &SqliteStore, seed: u64, prefix: &str, batch_prefix: &str) -> Result<(), Error> {
     let streams: Vec<StreamId> = (0..STREAMS)
-        .map(|i| StreamId::new("crash", format!("s{i}")))
+        .map(|i| StreamId::new("crash", format!("{prefix}s{i}")))
         .collect();
     let mut versions = streams
         .iter()
         .map(|s| store.stream_version(s))
         .collect::<Result<Vec<Version>, _>>()?;
-    let mut rng = SplitMix64::new(round.wrapping_mul(0x5851_F42D_4C95_7F2D) ^ 0x00C0_FFEE);
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut rng = SplitMix64::new(seed.wrapping_mul(0x5851_F42D_4C95_7F2D) ^ 0x00C0_FFEE);
     let started = Instant::now();
     for k in 0..MAX_BATCHES {
         if started.elapsed() > MAX_TIME {
             break;
         }
-        let id = format!("r{round}b{k}");
+        let id = format!("{batch_prefix}{k}");
         let which = usize::try_from(rng.next_u64() % STREAMS as u64)?;
         let (stream, version) = (&streams[which], versions[which]);
         let size = rng.between(1, 20);
@@ -68,7 +110,7 @@ fn run(path: &str, round: u64, synchronous: Synchronous) -> Result<(), Error> {
                     Err(AppendError::Conflict { actual, .. }) if actual == version => {}
                     other => return Err(format!("{id}: expected a conflict: {other:?}").into()),
                 }
-                writeln!(out, "refused {id}")?;
+                line(&format!("refused {id}"))?;
             }
             1 if size > 1 => {
                 let last = events.len() - 1;
@@ -77,7 +119,7 @@ fn run(path: &str, round: u64, synchronous: Synchronous) -> Result<(), Error> {
                     Err(AppendError::DuplicateEventId { .. }) => {}
                     other => return Err(format!("{id}: expected a duplicate: {other:?}").into()),
                 }
-                writeln!(out, "refused {id}")?;
+                line(&format!("refused {id}"))?;
             }
             _ => {
                 let appended = store.append(stream, ExpectedVersion::Exact(version), &events)?;
@@ -89,12 +131,17 @@ fn run(path: &str, round: u64, synchronous: Synchronous) -> Result<(), Error> {
                     last: appended.stream_version,
                     positions: appended.positions,
                 };
-                writeln!(out, "{ack}")?;
+                line(&ack.to_string())?;
             }
         }
-        out.flush()?;
     }
-    writeln!(out, "done")?;
+    Ok(())
+}
+
+/// Prints one line and flushes it, under the lock of stdout.
+fn line(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
     out.flush()?;
     Ok(())
 }
@@ -102,12 +149,17 @@ fn run(path: &str, round: u64, synchronous: Synchronous) -> Result<(), Error> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [path, round, sync] => match (round.parse::<u64>(), sync.as_str()) {
-            (Ok(round), "full") => run(path, round, Synchronous::Full),
-            (Ok(round), "normal") => run(path, round, Synchronous::Normal),
-            _ => Err("usage: es_crash_writer <path> <round> full|normal".into()),
-        },
-        _ => Err("usage: es_crash_writer <path> <round> full|normal".into()),
+        [path, round, sync, rest @ ..] if rest.len() <= 1 => {
+            let threads = rest.first().map_or(Ok(1), |t| t.parse::<u64>());
+            match (round.parse::<u64>(), sync.as_str(), threads) {
+                (Ok(round), "full", Ok(threads)) => run(path, round, Synchronous::Full, threads),
+                (Ok(round), "normal", Ok(threads)) => {
+                    run(path, round, Synchronous::Normal, threads)
+                }
+                _ => Err(USAGE.into()),
+            }
+        }
+        _ => Err(USAGE.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
