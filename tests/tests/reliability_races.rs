@@ -44,6 +44,8 @@ impl Apply<Numbered> for Sequence {
 }
 
 impl Sequence {
+    /// Handlers return a `Result`; this one cannot fail.
+    #[allow(clippy::unnecessary_wraps)]
     fn take(&self) -> Result<Numbered, std::convert::Infallible> {
         Ok(Numbered { n: self.last + 1 })
     }
