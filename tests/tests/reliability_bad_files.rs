@@ -399,3 +399,89 @@ fn a_store_whose_trigger_was_dropped_is_refused() -> TestResult {
     }
     Ok(())
 }
+
+/// Opens `path`, expects `NotAStore` whose reason contains `reason`, and checks that
+/// the file (and no journal or WAL beside it) is byte for byte as before.
+fn refused_untouched(path: &Path, reason: &str) -> TestResult {
+    let before = fs::read(path)?;
+    let err = SqliteStore::open(path)
+        .err()
+        .ok_or("the file was opened as a store")?;
+    assert!(
+        matches!(&err, StoreError::NotAStore { reason: r, .. } if r.contains(reason)),
+        "{err:?}, expected a reason with {reason:?}"
+    );
+    assert_eq!(fs::read(path)?, before, "the refused file was written to");
+    for suffix in ["-wal", "-journal"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        assert!(
+            !side.exists() || fs::metadata(&side)?.len() == 0,
+            "{} was written",
+            side.display()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn files_too_short_to_be_sqlite_are_refused_and_left_untouched() -> TestResult {
+    let tmp = TempStore::new()?;
+    for len in [1, 15, 100, 511] {
+        fs::write(&tmp.path, vec![b'x'; len])?;
+        refused_untouched(&tmp.path, &format!("{len} bytes long"))?;
+    }
+    // A 1-byte file of a zero byte, which SQLite would take for an empty database.
+    fs::write(&tmp.path, [0_u8])?;
+    refused_untouched(&tmp.path, "1 bytes long")
+}
+
+/// A foreign SQLite database made by a plain connection running `setup`.
+fn foreign(path: &Path, setup: &str) -> TestResult {
+    let _ = fs::remove_file(path);
+    rusqlite::Connection::open(path)?.execute_batch(setup)?;
+    Ok(())
+}
+
+#[test]
+fn foreign_sqlite_files_are_never_stamped_or_given_our_tables() -> TestResult {
+    let tmp = TempStore::new()?;
+    // No tables, but another application set its user_version: not empty.
+    foreign(&tmp.path, "PRAGMA user_version = 7")?;
+    refused_untouched(&tmp.path, "user_version 7")?;
+    // Our application id on a database with other tables and no schema version.
+    foreign(
+        &tmp.path,
+        "PRAGMA application_id = 1163088451; CREATE TABLE notes (body TEXT)",
+    )?;
+    refused_untouched(&tmp.path, "schema version 0")?;
+    // Our application id and a schema version, but no events table.
+    foreign(
+        &tmp.path,
+        "PRAGMA application_id = 1163088451; PRAGMA user_version = 1; CREATE TABLE notes (body TEXT)",
+    )?;
+    refused_untouched(&tmp.path, "no `events` table")?;
+    // Our application id with a schema version no eventsource writes.
+    for bad in ["-1", "-2147483648", "0"] {
+        foreign(
+            &tmp.path,
+            &format!(
+                "PRAGMA application_id = 1163088451; PRAGMA user_version = {bad}; CREATE TABLE events (x)"
+            ),
+        )?;
+        refused_untouched(&tmp.path, &format!("schema version {bad}"))?;
+    }
+    // An empty database with only an application id of its own.
+    foreign(&tmp.path, "PRAGMA application_id = 42")?;
+    refused_untouched(&tmp.path, "another application")?;
+    // A database that SQLite made empty (a page, no settings) still becomes a store.
+    foreign(&tmp.path, "VACUUM")?;
+    let store = SqliteStore::open(&tmp.path)?;
+    store.append(
+        &StreamId::new("note", "n"),
+        ExpectedVersion::NoStream,
+        &[note(1, 1)],
+    )?;
+    Ok(())
+}

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 use self::read::{
     LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM, REPLAY_STREAM, decode_row, row_head, text,
 };
-use self::schema::{configure, connect, prepare_schema};
+use self::schema::{check_file_len, configure, connect, enable_wal, prepare_schema};
 use self::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, current_version};
 use super::group_commit::{GroupCommit, Request};
 use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
@@ -190,9 +190,10 @@ impl SqliteStore {
                 reason: "it is a directory".into(),
             });
         }
+        check_file_len(path)?;
         let mut conn = connect(path, &options)?;
         prepare_schema(&conn, path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        enable_wal(&conn, options.busy_timeout)?;
         configure(&mut conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),

@@ -90,39 +90,112 @@ pub(super) fn configure(conn: &mut Connection, options: &SqliteOptions) -> Resul
     Ok(())
 }
 
+/// The smallest SQLite database file: one page of the smallest page size. A shorter
+/// file that is not empty is not a database, and SQLite would overwrite it.
+const MIN_DATABASE_LEN: u64 = 512;
+
+/// Refuses, before SQLite touches it, a file that is neither empty nor long enough to
+/// be a SQLite database.
+pub(super) fn check_file_len(path: &Path) -> Result<(), StoreError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() > 0 && meta.len() < MIN_DATABASE_LEN => {
+            Err(StoreError::NotAStore {
+                path: path.to_owned(),
+                reason: format!(
+                    "the file is {} bytes long, too short to be a SQLite database",
+                    meta.len()
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What the first page of a file says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    app_id: i32,
+    user_version: i64,
+    objects: i64,
+    has_events: bool,
+}
+
+/// What a file is, decided from its header alone (nothing written yet).
+enum Kind {
+    /// No schema, no application id, no user version: a new store may be created.
+    Empty,
+    /// A store of ours at this schema version (1 to [`SCHEMA_VERSION`]).
+    Ours(i64),
+}
+
+impl Header {
+    /// Decides what the file is; anything but an empty file or a store of ours (of a
+    /// schema this build knows) is an error, and the file has not been written to.
+    fn kind(self, path: &Path) -> Result<Kind, StoreError> {
+        let not_a_store = |reason: String| {
+            Err(StoreError::NotAStore {
+                path: path.to_owned(),
+                reason,
+            })
+        };
+        let Header {
+            app_id,
+            user_version,
+            objects,
+            has_events,
+        } = self;
+        if app_id == 0 && objects == 0 && user_version == 0 {
+            return Ok(Kind::Empty);
+        }
+        if app_id != APPLICATION_ID {
+            return not_a_store(format!(
+                "it is a SQLite database of another application (application_id {app_id:#x}, user_version {user_version}, {objects} schema objects)"
+            ));
+        }
+        if user_version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_owned(),
+                found: user_version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if user_version < 1 {
+            return not_a_store(format!(
+                "it has eventsource's application_id but schema version {user_version}, which no eventsource writes"
+            ));
+        }
+        // A current store without its table is damaged (see `check_objects`); an older
+        // one cannot be migrated.
+        if !has_events && user_version < SCHEMA_VERSION {
+            return not_a_store(format!(
+                "it has eventsource's application_id and schema version {user_version} but no `events` table"
+            ));
+        }
+        Ok(Kind::Ours(user_version))
+    }
+}
+
 /// Checks that the file is an eventsource store of a schema we know, creating the
-/// schema in an empty file. Nothing is written to a file that is refused.
+/// schema in an empty file. Nothing is written to a file that is refused: the header is
+/// read in one read transaction and judged before any write, and judged again under
+/// the write lock before the schema is created (another process may have created it, or
+/// something else, meanwhile).
 pub(super) fn prepare_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let not_a_store = |reason: String| StoreError::NotAStore {
-        path: path.to_owned(),
-        reason,
-    };
     // Reading the header is the first thing that touches the file: a file that is not
     // SQLite fails here, before anything is written.
-    let (app_id, user_version, objects) = match read_header(conn) {
+    let header = match read_header(conn) {
         Ok(header) => header,
         Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
-            return Err(not_a_store("the file is not a SQLite database".into()));
+            return Err(StoreError::NotAStore {
+                path: path.to_owned(),
+                reason: "the file is not a SQLite database".into(),
+            });
         }
         Err(e) => return Err(e.into()),
     };
-    if app_id == 0 && objects == 0 {
-        return create_schema(conn, path);
-    }
-    if app_id != APPLICATION_ID {
-        return Err(not_a_store(format!(
-            "it is a SQLite database of another application (application_id {app_id:#x}, {objects} schema objects)"
-        )));
-    }
-    if user_version > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            found: user_version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if user_version < SCHEMA_VERSION {
-        create_schema(conn, path)?;
+    match header.kind(path)? {
+        Kind::Ours(SCHEMA_VERSION) => {}
+        Kind::Empty | Kind::Ours(_) => create_schema(conn, path)?,
     }
     check_objects(conn, path)
 }
@@ -164,30 +237,85 @@ fn check_objects(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
 }
 
-pub(super) fn read_header(conn: &Connection) -> rusqlite::Result<(i32, i64, i64)> {
-    let app_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-    let user_version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let objects = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-    Ok((app_id, user_version, objects))
+/// The header, read in one read transaction so that its parts agree (a store created
+/// by another connection between two separate reads would look like a foreign file).
+fn read_header(conn: &Connection) -> rusqlite::Result<Header> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+    let header = read_header_in(&tx)?;
+    tx.commit()?;
+    Ok(header)
 }
 
-/// Applies the missing migrations under the write lock; another process may be doing the
-/// same, so the state is read again inside the transaction.
-pub(super) fn create_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+fn read_header_in(conn: &Connection) -> rusqlite::Result<Header> {
+    let app_id = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let user_version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let (objects, has_events) = conn.query_row(
+        "SELECT count(*), coalesce(sum(type = 'table' AND name = 'events'), 0) > 0 \
+         FROM sqlite_master",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Header {
+        app_id,
+        user_version,
+        objects,
+        has_events,
+    })
+}
+
+/// Applies the missing migrations under the write lock, after judging the header again
+/// inside the transaction: another connection may have created the store meanwhile
+/// (then nothing is left to do) or written something else.
+fn create_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let (app_id, user_version, objects) = read_header(&tx)?;
-    if app_id != APPLICATION_ID && !(app_id == 0 && objects == 0) {
-        return Err(StoreError::NotAStore {
-            path: path.to_owned(),
-            reason: "another application created a schema in the file".into(),
-        });
+    let from = match read_header_in(&tx)?.kind(path)? {
+        Kind::Empty => 0,
+        Kind::Ours(version) => usize::try_from(version).unwrap_or(usize::MAX),
+    };
+    if from >= MIGRATIONS.len() {
+        return Ok(()); // created by someone else meanwhile; the transaction rolls back
     }
-    let from = usize::try_from(user_version).unwrap_or(usize::MAX);
-    for migration in MIGRATIONS.iter().skip(from) {
+    for migration in &MIGRATIONS[from..] {
         tx.execute_batch(migration)?;
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Switches a file store to write-ahead logging. Changing the journal mode needs the
+/// database to itself, and SQLite reports `SQLITE_BUSY` at once (without its busy
+/// handler) when other connections are reading, as happens when many open a new store
+/// together: retry until the busy timeout has passed.
+pub(super) fn enable_wal(
+    conn: &Connection,
+    busy_timeout: std::time::Duration,
+) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        let mode: rusqlite::Result<String> =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0));
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) if started.elapsed() < busy_timeout => {}
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < busy_timeout => {}
+            Ok(mode) => {
+                return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some(format!(
+                        "could not switch to WAL (journal mode stays {mode})"
+                    )),
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
 }
