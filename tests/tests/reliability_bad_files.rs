@@ -485,3 +485,145 @@ fn foreign_sqlite_files_are_never_stamped_or_given_our_tables() -> TestResult {
     )?;
     Ok(())
 }
+
+/// Small appends per round of [`a_full_group`].
+const GROUP_SMALL: usize = 4;
+
+/// `GROUP_SMALL` threads append a small event each and one thread a `big`-byte event,
+/// all to fresh streams, while another connection holds the write lock: a first append
+/// waits for the lock and the others queue behind it, so that they are committed in one
+/// group once the lock is released. Then every outcome is checked against the store:
+/// `Ok` means stored as acknowledged, an error (a full disk) means nothing stored.
+/// Returns (small appends stored, big appends refused).
+fn a_full_group(
+    store: &SqliteStore,
+    rounds: usize,
+    big: usize,
+) -> Result<(usize, usize), Box<dyn Error>> {
+    let path = store.path().ok_or("no file")?;
+    let blocker = rusqlite::Connection::open(path)?;
+    let (mut stored_small, mut refused_big) = (0, 0);
+    for round in 0..rounds {
+        blocker.execute_batch("BEGIN IMMEDIATE")?;
+        let barrier = std::sync::Barrier::new(GROUP_SMALL + 2);
+        let outcomes: Vec<(StreamId, Result<eventsource::AppendResult, AppendError>)> =
+            std::thread::scope(|s| {
+                let lead = s.spawn(move || {
+                    let stream = StreamId::new("note", format!("r{round}lead"));
+                    let outcome = store.append(&stream, ExpectedVersion::NoStream, &[note(0, 10)]);
+                    (stream, outcome)
+                });
+                let handles: Vec<_> = (0..=GROUP_SMALL)
+                    .map(|t| {
+                        let barrier = &barrier;
+                        s.spawn(move || {
+                            let stream = StreamId::new("note", format!("r{round}t{t}"));
+                            let pad = if t == GROUP_SMALL { big } else { 500 };
+                            barrier.wait();
+                            let outcome =
+                                store.append(&stream, ExpectedVersion::NoStream, &[note(t, pad)]);
+                            (stream, outcome)
+                        })
+                    })
+                    .collect();
+                // Let the lead reach the lock and the others queue behind it.
+                std::thread::sleep(Duration::from_millis(20));
+                barrier.wait();
+                std::thread::sleep(Duration::from_millis(80));
+                let released = blocker.execute_batch("COMMIT");
+                let mut all = eventsource_tests::pg::join_all(handles);
+                all.push(lead.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                released.map(|()| all)
+            })?;
+        for (t, (stream, outcome)) in outcomes.into_iter().enumerate() {
+            let events: Vec<_> = store
+                .read_stream(&stream, Version::new(1))
+                .collect::<Result<_, _>>()?;
+            match outcome {
+                Ok(appended) => {
+                    assert_eq!(events.len(), 1, "{stream}: acknowledged but not stored");
+                    assert_eq!(events[0].position, appended.positions[0], "{stream}");
+                    if t < GROUP_SMALL {
+                        stored_small += 1;
+                    }
+                }
+                Err(e) => {
+                    assert!(
+                        events.is_empty(),
+                        "{stream}: reported failed ({e}) but stored"
+                    );
+                    match &e {
+                        AppendError::Store(e) => {
+                            assert_eq!(store_code(e), Some(ErrorCode::DiskFull), "{stream}: {e:?}");
+                        }
+                        other => panic!("{stream}: expected a full disk, got {other:?}"),
+                    }
+                    if t == GROUP_SMALL {
+                        refused_big += 1;
+                    }
+                }
+            }
+        }
+    }
+    let check: String = blocker.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    assert_eq!(check, "ok");
+    Ok((stored_small, refused_big))
+}
+
+/// SQLite's page limit as the full disk: the big append of each group is refused
+/// with `DiskFull`, the small ones are stored, and each is told exactly that.
+#[test]
+fn a_full_disk_in_a_group_commit_tells_every_append_the_truth() -> TestResult {
+    let tmp = TempStore::new()?;
+    let limited =
+        SqliteOptions::new().on_connect(|conn| conn.pragma_update(None, "max_page_count", 300));
+    let store = SqliteStore::open_with(&tmp.path, limited)?;
+    let (stored_small, refused_big) = a_full_group(&store, 30, 2_000_000)?;
+    eprintln!("max_page_count: {stored_small} small appends stored, {refused_big} big refused");
+    assert_eq!(refused_big, 30);
+    assert_eq!(stored_small, 30 * GROUP_SMALL);
+    Ok(())
+}
+
+/// A real full disk: the store on an 8 MiB tmpfs, groups with one 9 MB append. On
+/// `ENOSPC` SQLite may roll the whole transaction back; the appends of the group that
+/// were not the cause are redone and stored, and each is told the truth. Needs root
+/// (`mount`); says `skipped` and passes elsewhere.
+#[test]
+fn a_real_full_disk_in_a_group_commit_tells_every_append_the_truth() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(dir.path())
+        .output();
+    match mounted {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "skipped: cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("skipped: cannot run mount: {e}");
+            return Ok(());
+        }
+    }
+    let result = (|| -> TestResult {
+        let store = SqliteStore::open(dir.path().join("store.db"))?;
+        let (stored_small, refused_big) = a_full_group(&store, 20, 9_000_000)?;
+        eprintln!("tmpfs: {stored_small} small appends stored, {refused_big} big refused");
+        assert_eq!(refused_big, 20);
+        // The appends that did not fill the disk are stored, whatever group they shared.
+        assert_eq!(stored_small, 20 * GROUP_SMALL);
+        Ok(())
+    })();
+    let unmounted = Command::new("umount").arg(dir.path()).status();
+    result?;
+    assert!(
+        unmounted.is_ok_and(|s| s.success()),
+        "could not unmount the tmpfs"
+    );
+    Ok(())
+}

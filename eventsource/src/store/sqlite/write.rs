@@ -65,72 +65,157 @@ pub(super) fn check_json(stream: &StreamId, event: &NewEvent) -> Result<(), Appe
 
 impl SqliteStore {
     /// Writes a batch of appends in one transaction, each in a savepoint of its own when
-    /// there are several, and returns one outcome per append.
+    /// there are several, and returns one outcome per append, each true: `Ok` only for
+    /// an append that is committed, an error only for one that is not.
     pub(super) fn commit(&self, batch: &[Request<'_>]) -> Vec<Outcome> {
         let conn = self.writer();
         let recorded_at = Timestamp::now().as_micros();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
         // Fast path: an append that fails its checks has written nothing, so the batch
         // needs no savepoints unless an insert itself fails (a duplicate event id, a full
         // disk). Then the whole batch is redone with a savepoint per append.
-        match commit_batch(&conn, batch, recorded_at, false) {
-            Some(outcomes) => outcomes,
-            None => commit_batch(&conn, batch, recorded_at, true)
-                .unwrap_or_else(|| batch.iter().map(|_| Err(interrupted())).collect()),
+        let mut isolated = false;
+        let mut outcomes: Vec<Option<Outcome>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        loop {
+            match commit_batch(&conn, batch, &pending, recorded_at, isolated) {
+                Pass::Done(results) => {
+                    for (&i, result) in pending.iter().zip(results) {
+                        outcomes[i] = Some(result);
+                    }
+                    break;
+                }
+                Pass::Redo => isolated = true,
+                Pass::Split => {
+                    for &i in &pending {
+                        let alone = commit_batch(&conn, batch, &[i], recorded_at, false);
+                        outcomes[i] = Some(match alone {
+                            Pass::Done(mut one) => one.pop().unwrap_or_else(|| Err(interrupted())),
+                            Pass::Lost { error, .. } => Err(error),
+                            // Not returned for a single append.
+                            Pass::Redo | Pass::Split => Err(interrupted()),
+                        });
+                    }
+                    break;
+                }
+                // SQLite rolled the whole transaction back (a full disk can): the append
+                // that failed is not stored, nor is any other; redo the others.
+                Pass::Lost { index, error } => {
+                    outcomes[index] = Some(Err(error));
+                    pending.retain(|&i| i != index);
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+            }
         }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Err(interrupted())))
+            .collect()
     }
 }
 
-/// One transaction for `batch`; `None` when an append failed after writing and the batch
-/// must be redone `isolated` (each append in a savepoint).
+/// What one attempt at committing a batch came to.
+enum Pass {
+    /// One outcome per pending append, in order.
+    Done(Vec<Outcome>),
+    /// An append failed after writing: redo the batch with a savepoint per append.
+    Redo,
+    /// The append at `index` failed and SQLite ended the whole transaction: nothing of
+    /// this attempt is stored.
+    Lost { index: usize, error: AppendError },
+    /// The COMMIT failed: nothing of this attempt is stored; commit each append alone.
+    Split,
+}
+
+/// One transaction for the `pending` appends of `batch`; `isolated`: each in a
+/// savepoint, so that a failed one is undone alone.
 fn commit_batch(
     conn: &Connection,
     batch: &[Request<'_>],
+    pending: &[usize],
     recorded_at: i64,
     isolated: bool,
-) -> Option<Vec<Outcome>> {
-    let tx = match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+) -> Pass {
+    let mut tx = match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return Some(batch.iter().map(|_| Err(copy_error(&e).into())).collect()),
+        Err(e) => return Pass::Done(pending.iter().map(|_| Err(copy_error(&e).into())).collect()),
     };
-    let savepoint = |sql: &str| -> Result<(), AppendError> {
-        tx.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for request in batch {
+    let mut outcomes = Vec::with_capacity(pending.len());
+    for &index in pending {
+        let request = &batch[index];
         let outcome = if isolated {
-            let outcome = savepoint("SAVEPOINT eventsource_append")
-                .and_then(|()| insert(&tx, request, recorded_at).map_err(Failed::into_inner));
-            let undo = if outcome.is_err() {
-                savepoint("ROLLBACK TO eventsource_append")
-            } else {
-                Ok(())
-            };
-            undo.and_then(|()| savepoint("RELEASE eventsource_append"))
-                .and(outcome)
+            match insert_in_savepoint(&mut tx, request, recorded_at) {
+                Ok(outcome) => outcome,
+                Err(error) => return Pass::Lost { index, error },
+            }
         } else {
             match insert(&tx, request, recorded_at) {
                 Ok(done) => Ok(done),
-                Err(Failed::Clean(e)) => Err(e),
+                Err(Failed::Clean(e)) if !tx.is_autocommit() => Err(e),
                 // A single append fails as a whole: dropping the transaction undoes it.
-                Err(Failed::Dirty(e)) if batch.len() == 1 => return Some(vec![Err(e)]),
-                Err(Failed::Dirty(_)) => return None,
+                Err(Failed::Clean(e) | Failed::Dirty(e)) if pending.len() == 1 => {
+                    return Pass::Done(vec![Err(e)]);
+                }
+                Err(Failed::Clean(_) | Failed::Dirty(_)) => return Pass::Redo,
             }
         };
         outcomes.push(outcome);
     }
     if outcomes.iter().all(Result::is_err) {
         // Nothing to keep: dropping the transaction rolls it back.
-        return Some(outcomes);
+        return Pass::Done(outcomes);
     }
-    if let Err(e) = tx.commit() {
-        for outcome in &mut outcomes {
-            if outcome.is_ok() {
-                *outcome = Err(copy_error(&e).into());
+    // A failed COMMIT leaves the transaction rolled back (rusqlite rolls back what is
+    // still open on drop): nothing of the batch is stored. Which append did not fit is
+    // unknown, so the caller commits each on its own.
+    match tx.commit() {
+        Ok(()) => Pass::Done(outcomes),
+        Err(_) if pending.len() > 1 => Pass::Split,
+        Err(e) => Pass::Done(vec![Err(e.into())]),
+    }
+}
+
+/// Inserts one append in a savepoint of `tx`, undoing it alone when it fails. `Err`
+/// when SQLite ended the whole transaction (then nothing of it is stored, and the
+/// savepoints are gone: going on would run outside any transaction).
+fn insert_in_savepoint(
+    tx: &mut rusqlite::Transaction<'_>,
+    request: &Request<'_>,
+    recorded_at: i64,
+) -> Result<Outcome, AppendError> {
+    let outcome = match tx.savepoint() {
+        Ok(savepoint) => in_savepoint(savepoint, request, recorded_at),
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Err(e) if tx.is_autocommit() => Err(e),
+        outcome => Ok(outcome),
+    }
+}
+
+/// Inserts one append in `savepoint`: released when it succeeded, rolled back to and
+/// released when it failed.
+fn in_savepoint(
+    mut savepoint: rusqlite::Savepoint<'_>,
+    request: &Request<'_>,
+    recorded_at: i64,
+) -> Outcome {
+    match insert(&savepoint, request, recorded_at) {
+        Ok(done) => {
+            savepoint.commit()?;
+            Ok(done)
+        }
+        Err(failed) => {
+            // When SQLite already ended the transaction these fail too; the caller
+            // sees that.
+            if savepoint.rollback().is_ok() {
+                let _ = savepoint.commit();
             }
+            Err(failed.into_inner())
         }
     }
-    Some(outcomes)
 }
 
 /// Why [`insert`] failed: before writing anything (`Clean`), or after (`Dirty`, the
