@@ -62,6 +62,20 @@ pub enum StoreError {
     /// [`StreamId::MAX_LEN`]): see [`StreamId::validate`]. Nothing was read or stored.
     #[error(transparent)]
     InvalidStreamId(#[from] InvalidStreamId),
+    /// The store's last position leaves no room for the events of an append: someone
+    /// inserted a row by hand at a position near `i64::MAX`. Appending past it would
+    /// break the global order (SQLite would pick random positions, and readers following
+    /// positions would miss events), so nothing is appended; the row must be removed by
+    /// a human.
+    #[error(
+        "the store's last position {last} leaves no room for {count} more events (a row inserted by hand near the largest position?)"
+    )]
+    PositionsExhausted {
+        /// The largest position stored.
+        last: u64,
+        /// How many events the refused append held.
+        count: usize,
+    },
     /// The thread committing a group of appends panicked: the append's outcome is
     /// unknown (it may or may not be stored). Reload and check before retrying.
     #[error("the append was interrupted: the thread committing it panicked")]

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::error::AppendError;
+use crate::error::{AppendError, StoreError};
 use crate::event::{EventId, NewEvent, Timestamp};
 use crate::store::AppendResult;
 use crate::store::group_commit::{Outcome, Request};
@@ -22,6 +22,7 @@ pub(super) const PRUNE_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE aggregate_
      AND version < (SELECT min(version) FROM (SELECT version FROM snapshots \
      WHERE aggregate_type = ?1 AND stream_id = ?2 ORDER BY version DESC LIMIT 3))";
 
+pub(super) const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM events";
 pub(super) const COMMAND_DONE: &str = "SELECT 1 FROM commands WHERE command_id = ?1";
 pub(super) const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, aggregate_type, \
      stream_id, stream_version, positions, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -240,7 +241,7 @@ impl From<rusqlite::Error> for Failed {
 }
 
 fn interrupted() -> AppendError {
-    AppendError::Store(crate::error::StoreError::Interrupted)
+    AppendError::Store(StoreError::Interrupted)
 }
 
 /// Inserts one append's events inside the caller's transaction: first every check
@@ -279,6 +280,18 @@ fn insert(
         return Err(Failed::Clean(AppendError::VersionOverflow {
             stream: stream.clone(),
         }));
+    }
+    // Positions are SQLite rowids: past `i64::MAX` SQLite would pick random free ones.
+    let last: i64 = tx
+        .prepare_cached(LAST_POSITION)?
+        .query_row([], |r| r.get(0))?;
+    if i64::MAX - last < events.len() as i64 {
+        return Err(Failed::Clean(AppendError::Store(
+            StoreError::PositionsExhausted {
+                last: last.unsigned_abs(),
+                count: events.len(),
+            },
+        )));
     }
     let metadata = events
         .iter()
