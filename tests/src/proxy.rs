@@ -10,6 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+use std::time::Duration;
 
 use postgres::Config;
 use postgres::config::Host;
@@ -26,7 +27,14 @@ pub enum Fault {
     /// Throws the COMMIT away and closes both connections: the server never sees it and
     /// rolls back when its client goes away.
     LoseCommit,
+    /// Closes the client's connection at once, forwards the COMMIT a second later (as if
+    /// it had been stuck in the network) and throws the answer away: the client hears
+    /// nothing, and the server commits after the client has given up.
+    LateCommit,
 }
+
+/// How long [`Fault::LateCommit`] holds the COMMIT back.
+const LATE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Shared {
@@ -195,6 +203,12 @@ fn client_to_server(
                         let _ = client.shutdown(Shutdown::Both);
                     }
                     Fault::LoseCommit => close(&client, &server),
+                    Fault::LateCommit => {
+                        lost.store(true, Ordering::SeqCst);
+                        let _ = client.shutdown(Shutdown::Both);
+                        thread::sleep(LATE);
+                        let _ = server.write_all(chunk);
+                    }
                 }
                 return;
             }

@@ -115,6 +115,25 @@ fn an_append_whose_commit_answer_is_lost_is_found_stored() -> TestResult {
     })
 }
 
+/// The lookup must wait for the broken session's transaction to end: here its COMMIT
+/// reaches the server a second after the client gave up on it.
+#[test]
+fn a_commit_that_arrives_after_the_client_gave_up_is_found_stored() -> TestResult {
+    pg::with_schema(|schema| {
+        let direct = schema.connect()?;
+        let proxy = Proxy::start(&schema.url)?;
+        let store = through(&proxy, schema)?;
+        let stream = StreamId::new("note", "n-1");
+
+        proxy.arm(Fault::LateCommit);
+        let batch = notes("late commit", 2);
+        let appended = store.append(&stream, ExpectedVersion::NoStream, &batch)?;
+        assert_eq!(proxy.fired(), 1);
+        assert_stored_once(&stored(&direct)?, &stream, &batch, &appended);
+        Ok(())
+    })
+}
+
 #[test]
 fn an_append_whose_commit_is_lost_is_a_definite_error() -> TestResult {
     pg::with_schema(|schema| {
@@ -226,6 +245,12 @@ fn a_command_whose_commit_answer_is_lost_is_found_recorded() -> TestResult {
         assert!(matches!(refused, Err(AppendError::Store(_))), "{refused:?}");
         assert!(direct.command("cmd-3")?.is_none());
         assert_eq!(stored_count(&stored(&direct)?, &batch), 0);
+
+        proxy.arm(Fault::LoseCommit);
+        let refused = store.append_command("cmd-4", &stream, ExpectedVersion::Any, &[]);
+        assert_eq!(proxy.fired(), 4);
+        assert!(matches!(refused, Err(AppendError::Store(_))), "{refused:?}");
+        assert!(direct.command("cmd-4")?.is_none());
         Ok(())
     })
 }
@@ -279,9 +304,27 @@ fn execute_deposits_once_when_the_commit_answer_is_lost() -> TestResult {
     })
 }
 
-/// Appends through `inner`, then reports [`AppendError::Unknown`] as if the answer to the
-/// commit had been lost.
-struct AnswerLost<S>(S);
+/// Appends through the store it wraps; while armed, then reports
+/// [`AppendError::Unknown`] as if the answer to the commit had been lost, and disarms.
+struct AnswerLost<S>(S, AtomicBool);
+
+impl<S> AnswerLost<S> {
+    fn arm(&self) {
+        self.1.store(true, Ordering::SeqCst);
+    }
+
+    fn outcome(
+        &self,
+        stream: &StreamId,
+        appended: AppendResult,
+    ) -> Result<AppendResult, AppendError> {
+        if self.1.swap(false, Ordering::SeqCst) {
+            Err(unknown(stream))
+        } else {
+            Ok(appended)
+        }
+    }
+}
 
 fn unknown(stream: &StreamId) -> AppendError {
     AppendError::Unknown {
@@ -297,8 +340,8 @@ impl<S: EventStore> EventStore for AnswerLost<S> {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        self.0.append(stream, expected, events)?;
-        Err(unknown(stream))
+        let appended = self.0.append(stream, expected, events)?;
+        self.outcome(stream, appended)
     }
 
     fn append_command(
@@ -308,9 +351,10 @@ impl<S: EventStore> EventStore for AnswerLost<S> {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        self.0
+        let appended = self
+            .0
             .append_command(command_id, stream, expected, events)?;
-        Err(unknown(stream))
+        self.outcome(stream, appended)
     }
 
     fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
@@ -355,7 +399,10 @@ impl<S: EventStore> EventStore for AnswerLost<S> {
 /// and then says it does not know.
 #[test]
 fn execute_never_reruns_a_handler_after_an_unknown_outcome() -> TestResult {
-    let accounts = Repository::<Account, _>::new(AnswerLost(SqliteStore::in_memory()?));
+    let accounts = Repository::<Account, _>::new(AnswerLost(
+        SqliteStore::in_memory()?,
+        AtomicBool::new(false),
+    ));
     accounts.store().0.append(
         &accounts.stream_id("acc-1"),
         ExpectedVersion::NoStream,
@@ -364,6 +411,7 @@ fn execute_never_reruns_a_handler_after_an_unknown_outcome() -> TestResult {
             currency: "EUR".into(),
         })?],
     )?;
+    accounts.store().arm();
     let mut calls = 0;
     let result = accounts.execute("acc-1", |a| {
         calls += 1;
@@ -380,6 +428,7 @@ fn execute_never_reruns_a_handler_after_an_unknown_outcome() -> TestResult {
     assert_eq!(accounts.load("acc-1")?.state.balance, 100, "deposited once");
 
     // With a command id, running the command again is safe: it finds the record.
+    accounts.store().arm();
     let mut calls = 0;
     let result = accounts.execute_once("acc-1", "deposit-7", |a| {
         calls += 1;
