@@ -151,7 +151,10 @@ macro_rules! from_backend_errors {
 
 from_backend_errors!(AppendError, ReadError, Error);
 
-/// Why an append was refused. Nothing of a refused append is stored.
+/// Why an append failed. Every variant but one is definite: nothing of the append is
+/// stored. The exception is [`AppendError::Unknown`] (and its SQLite sibling
+/// [`StoreError::Interrupted`] inside [`AppendError::Store`]): the append may or may not
+/// be stored, so check before retrying it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
@@ -202,9 +205,26 @@ pub enum AppendError {
         /// The stream.
         stream: StreamId,
     },
-    /// The backend failed; the append was rolled back.
+    /// The backend failed before the append was committed, or refused the commit: it
+    /// was rolled back (except [`StoreError::Interrupted`], whose outcome is unknown).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The connection broke after COMMIT was sent and before the server answered, and the
+    /// store could not find out afterwards (on a new connection) whether the append was
+    /// committed: it may or may not be stored. Do not simply retry it, which could store
+    /// it twice: reload the stream (or look up the command id or an event id) and check
+    /// before appending again. [`Repository::execute`](crate::Repository::execute) returns
+    /// it as [`ExecuteError::Append`] and never runs the handler again after it.
+    #[error(
+        "the outcome of the append to stream {stream} is unknown: the connection was lost after COMMIT was sent"
+    )]
+    Unknown {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The error that broke the commit.
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// Why reading or decoding stored events failed. Each variant about a stored event
@@ -280,7 +300,9 @@ pub enum ReadError {
 }
 
 /// Why [`Repository::execute`](crate::Repository::execute) did not commit. Nothing of a
-/// failed command is stored.
+/// failed command is stored, except after [`ExecuteError::Append`] with
+/// [`AppendError::Unknown`] (or [`StoreError::Interrupted`]): then its events may or may
+/// not be stored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecuteError<E> {
@@ -314,7 +336,11 @@ pub enum ExecuteError<E> {
     /// Loading the aggregate failed.
     #[error("loading the aggregate failed: {0}")]
     Read(#[source] ReadError),
-    /// Appending the events failed for another reason than a conflict.
+    /// Appending the events failed for another reason than a conflict. With
+    /// [`AppendError::Unknown`] the events may be stored: the handler was not run again;
+    /// load the aggregate and check before running the command again (or use
+    /// [`Repository::execute_once`](crate::Repository::execute_once), whose rerun returns
+    /// the recorded outcome if it was stored).
     #[error("appending the events failed: {0}")]
     Append(#[source] AppendError),
 }

@@ -276,7 +276,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # Errors
     /// [`ExecuteError::Domain`] with the handler's error; [`ExecuteError::Conflict`] when
     /// every attempt lost the race; [`ExecuteError::Read`] or [`ExecuteError::Append`]
-    /// when the store fails. Nothing is stored in any of these cases.
+    /// when the store fails. Nothing is stored in any of these cases, except after
+    /// [`ExecuteError::Append`] with [`AppendError::Unknown`] (or
+    /// [`StoreError::Interrupted`](crate::StoreError::Interrupted)): the store lost the
+    /// answer to its commit and could not find out whether the events are stored. The
+    /// handler is never run again after that (a rerun could store the command twice):
+    /// load the aggregate and check before running the command again.
     pub fn execute<R, E>(
         &self,
         id: &str,
@@ -466,6 +471,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         })),
                     };
                 }
+                // Never retried, `Unknown` least of all: its events may be stored.
                 Err(e) => return Err(ExecuteError::Append(e)),
             }
         }

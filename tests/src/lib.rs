@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod pg;
+pub mod proxy;
 pub mod reliability;
 
 use std::fmt;

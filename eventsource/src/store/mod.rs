@@ -86,7 +86,10 @@ pub trait EventStore: Send + Sync {
     /// [`AppendError::Conflict`] when the stream does not match `expected`;
     /// [`AppendError::DuplicateEventId`] when an event id is already stored;
     /// [`AppendError::Encode`] when a payload or metadata is not JSON;
-    /// [`AppendError::Store`] when the backend fails. In every case nothing is stored.
+    /// [`AppendError::Store`] when the backend fails. In each of these cases nothing is
+    /// stored. [`AppendError::Unknown`] (a backend whose connection can break after it
+    /// asked to commit) and [`StoreError::Interrupted`] are the exceptions: the append
+    /// may or may not be stored.
     fn append(
         &self,
         stream: &StreamId,

@@ -7,6 +7,8 @@ mod write;
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
@@ -16,7 +18,9 @@ use self::read::{
     decode_row, decode_row_with_stream,
 };
 use self::schema::{prepare_schema, quote_schema};
-use self::write::{APPEND, Batch, CHECK_JSON, SAVE_SNAPSHOT, STORED_IDS};
+use self::write::{
+    APPEND, AppendFailure, Batch, CHECK_JSON, FIND_EVENTS, SAVE_SNAPSHOT, STORED_IDS, find_batch,
+};
 use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::NewEvent;
@@ -33,6 +37,11 @@ const APPEND_LOCK_CLASS: i32 = 0x4553_5243;
 /// How many idle connections the pool keeps; more are closed when returned.
 const MAX_IDLE: usize = 16;
 
+/// How long the store tries to find out whether an append whose COMMIT went unanswered
+/// is stored before it reports [`AppendError::Unknown`]; and how long each try may wait
+/// to connect and for the append lock.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The statements of one store, with its schema spelled in.
 #[derive(Debug)]
 struct Sql {
@@ -44,6 +53,7 @@ struct Sql {
     read_all: String,
     read_command: String,
     stored_ids: String,
+    find_events: String,
     check_json: String,
     load_snapshot: String,
     save_snapshot: String,
@@ -68,6 +78,7 @@ impl Sql {
             read_all: spell(READ_ALL),
             read_command: spell(READ_COMMAND),
             stored_ids: spell(STORED_IDS),
+            find_events: spell(FIND_EVENTS),
             check_json: CHECK_JSON.into(),
             load_snapshot: spell(LOAD_SNAPSHOT),
             save_snapshot: spell(SAVE_SNAPSHOT),
@@ -181,6 +192,20 @@ struct Conn {
 /// on a local server): batch events into one append where the domain allows. A writer
 /// that stalls inside its transaction holds everyone else up, so set
 /// `idle_in_transaction_session_timeout` on the server.
+///
+/// # A commit whose answer is lost
+/// When the connection breaks after COMMIT was sent (the server or a proxy closed it,
+/// the backend was terminated), the append may be stored even though no answer came.
+/// The store then finds out on a new connection: it takes the append lock, which the
+/// broken session held until its transaction ended, so that transaction has committed or
+/// rolled back for good; then it looks up the batch's event ids (and the command's row),
+/// which that transaction would have inserted at known versions and positions. Found: the
+/// append returns its result as if the answer had come. Not found: the driver's error,
+/// as definite as any other ([`AppendError::Store`], nothing stored). When no lookup
+/// succeeds within 5 seconds (it tries again after 50 ms, 100 ms, ... up to a second),
+/// the append fails with [`AppendError::Unknown`]: it may or may not be stored. An `ERROR`
+/// answer to COMMIT (a serialization failure, for example) means it rolled back and is
+/// reported as [`AppendError::Store`] without a lookup.
 ///
 /// # Connections and reads
 /// [`postgres::Client`] is not `Sync`; the store keeps a pool of up to 16 idle
@@ -343,6 +368,69 @@ impl PostgresStore {
             discard: false,
         })
     }
+
+    /// Runs an append on a pooled connection; when its COMMIT went unanswered, finds out
+    /// on new connections whether it is stored (see [`find_batch`]), trying again with
+    /// growing pauses for up to [`LOOKUP_TIMEOUT`].
+    fn append_batch(
+        &self,
+        command: Option<&str>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch<'_>,
+    ) -> Result<AppendResult, AppendError> {
+        let unknown =
+            match self.with_conn(|conn| conn.append(&self.sql, command, stream, expected, batch)) {
+                Ok(appended) => return Ok(appended),
+                Err(AppendFailure::Failed(e)) => return Err(e),
+                Err(AppendFailure::CommitUnknown(unknown)) => unknown,
+            };
+        let deadline = Instant::now() + LOOKUP_TIMEOUT;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let found = self.connect_for_lookup().and_then(|mut client| {
+                find_batch(
+                    &mut client,
+                    &self.sql,
+                    command,
+                    stream,
+                    batch,
+                    &unknown.if_committed,
+                )
+            });
+            match found {
+                Ok(Some(appended)) => return Ok(appended),
+                // Rolled back: the error is as definite as any other.
+                Ok(None) => return Err(pg(unknown.error)),
+                Err(_) if Instant::now() + pause < deadline => {
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(_) => {
+                    return Err(AppendError::Unknown {
+                        stream: stream.clone(),
+                        source: StoreError::Postgres(unknown.error),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A new connection for [`find_batch`], never pooled, that gives up on connecting
+    /// (unless the connection string says otherwise) and on the append lock after
+    /// [`LOOKUP_TIMEOUT`].
+    fn connect_for_lookup(&self) -> Result<Client, StoreError> {
+        let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(LOOKUP_TIMEOUT);
+        }
+        let mut client = config.connect(NoTls)?;
+        client.batch_execute(&format!(
+            "SET lock_timeout = {}",
+            LOOKUP_TIMEOUT.as_millis()
+        ))?;
+        Ok(client)
+    }
 }
 
 /// Wraps a driver error in the operation's error type.
@@ -384,7 +472,7 @@ impl EventStore for PostgresStore {
                 positions: Vec::new(),
             });
         }
-        self.with_conn(|conn| conn.append(&self.sql, None, stream, expected, &batch))
+        self.append_batch(None, stream, expected, &batch)
     }
 
     fn append_command(
@@ -397,7 +485,7 @@ impl EventStore for PostgresStore {
         stream.validate().map_err(StoreError::from)?;
         let batch = Batch::new(stream, events)?;
         // Even without events: the command is recorded, under the lock.
-        self.with_conn(|conn| conn.append(&self.sql, Some(command_id), stream, expected, &batch))
+        self.append_batch(Some(command_id), stream, expected, &batch)
     }
 
     fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
@@ -516,6 +604,7 @@ mod tests {
             &sql.read_all,
             &sql.read_command,
             &sql.stored_ids,
+            &sql.find_events,
             &sql.load_snapshot,
             &sql.save_snapshot,
         ] {

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Row, Statement};
+use postgres::{Client, Row, Statement, ToStatement};
 
 use super::{Conn, Sql, Statements, pg, sql_int, stored_u64};
 use crate::error::{ReadError, StoreError};
@@ -72,25 +72,7 @@ impl Conn {
         &mut self,
         command_id: &str,
     ) -> Result<Option<CommandRecord>, StoreError> {
-        let Some(row) = self
-            .client
-            .query_opt(&self.stmts.read_command, &[&command_id])?
-        else {
-            return Ok(None);
-        };
-        let positions: Vec<i64> = row.try_get(3)?;
-        Ok(Some(CommandRecord {
-            command_id: command_id.to_owned(),
-            stream: StreamId::new(row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?),
-            result: AppendResult {
-                stream_version: Version::new(stored_u64(row.try_get(2)?)),
-                positions: positions
-                    .into_iter()
-                    .map(|p| Position::new(stored_u64(p)))
-                    .collect(),
-            },
-            recorded_at: saturating_timestamp(row.try_get(4)?),
-        }))
+        command(&mut self.client, &self.stmts.read_command, command_id)
     }
 
     pub(super) fn load_snapshot(
@@ -146,6 +128,31 @@ fn saturating_timestamp(t: SystemTime) -> Timestamp {
         i64::MIN
     } else {
         i64::MAX
+    }))
+}
+
+/// The record of `command_id`, read with `read_command` ([`READ_COMMAND`], prepared or
+/// not).
+pub(super) fn command<T: ToStatement + ?Sized>(
+    client: &mut Client,
+    read_command: &T,
+    command_id: &str,
+) -> Result<Option<CommandRecord>, StoreError> {
+    let Some(row) = client.query_opt(read_command, &[&command_id])? else {
+        return Ok(None);
+    };
+    let positions: Vec<i64> = row.try_get(3)?;
+    Ok(Some(CommandRecord {
+        command_id: command_id.to_owned(),
+        stream: StreamId::new(row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?),
+        result: AppendResult {
+            stream_version: Version::new(stored_u64(row.try_get(2)?)),
+            positions: positions
+                .into_iter()
+                .map(|p| Position::new(stored_u64(p)))
+                .collect(),
+        },
+        recorded_at: saturating_timestamp(row.try_get(4)?),
     }))
 }
 

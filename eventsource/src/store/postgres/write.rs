@@ -1,14 +1,14 @@
 //! Writing to a PostgreSQL store: appends (with or without a command id) in one
 //! statement under the append lock, the explanation of a refused insert, snapshots.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use postgres::Client;
-use postgres::error::{DbError, SqlState};
+use postgres::error::{DbError, Severity, SqlState};
 use postgres::types::ToSql;
 
 use super::schema::{COMMAND_ID_KEY, EVENT_ID_KEY, STREAM_VERSION_KEY};
-use super::{Conn, Sql, pg, sql_int, stored_u64};
+use super::{Conn, Sql, pg, read, sql_int, stored_u64};
 use crate::error::{AppendError, StoreError};
 use crate::event::NewEvent;
 use crate::snapshot::Snapshot;
@@ -52,6 +52,10 @@ pub(super) const APPEND: &str = "WITH head AS (SELECT \
 
 pub(super) const STORED_IDS: &str =
     "SELECT event_id::text FROM {schema}.events WHERE event_id = ANY($1::text[]::uuid[])";
+
+/// Where the events with the given ids are stored, if they are.
+pub(super) const FIND_EVENTS: &str = "SELECT event_id::text, aggregate_type, stream_id, \
+     version, position FROM {schema}.events WHERE event_id = ANY($1::text[]::uuid[])";
 
 pub(super) const CHECK_JSON: &str = "SELECT $1::text::jsonb, $2::text::jsonb";
 
@@ -152,6 +156,45 @@ fn classify(db: Option<&DbError>) -> InsertFailure {
     }
 }
 
+/// Why [`Conn::append`] did not store its batch, as far as its connection can tell.
+pub(super) enum AppendFailure {
+    /// A definite failure: nothing is stored.
+    Failed(AppendError),
+    /// COMMIT was sent and no answer came back: the append may or may not be stored.
+    CommitUnknown(Box<CommitUnknown>),
+}
+
+/// An append whose COMMIT went unanswered.
+pub(super) struct CommitUnknown {
+    /// What the append stored if it committed: its transaction had inserted the batch at
+    /// exactly these versions and positions.
+    pub(super) if_committed: AppendResult,
+    /// The driver's error from COMMIT.
+    pub(super) error: postgres::Error,
+}
+
+impl From<AppendError> for AppendFailure {
+    fn from(e: AppendError) -> Self {
+        AppendFailure::Failed(e)
+    }
+}
+
+impl From<StoreError> for AppendFailure {
+    fn from(e: StoreError) -> Self {
+        AppendFailure::Failed(AppendError::Store(e))
+    }
+}
+
+/// Whether a failed COMMIT leaves the transaction's fate open. An `ERROR` from the server
+/// (a serialization failure, a deferred constraint) means it rolled back. Anything else
+/// may follow a commit: a connection that broke before the answer arrived, or a session
+/// ended by `FATAL` or `PANIC` (PostgreSQL can end a session after committing, for example
+/// when a synchronous-replication wait is cancelled).
+fn commit_outcome_unknown(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_none_or(|db| db.parsed_severity() != Some(Severity::Error))
+}
+
 /// `expected` as the `$3` and `$4` of [`APPEND`].
 fn expectation(expected: ExpectedVersion) -> (i32, i64) {
     match expected {
@@ -193,6 +236,58 @@ impl Drop for AppendTransaction<'_> {
     }
 }
 
+/// Whether the batch that an append with an unanswered COMMIT would have stored as
+/// `if_committed` is stored, looked up on `client` (a new connection): the append's
+/// result when it is, `None` when nothing of it is.
+///
+/// The lookup first takes the append lock, which the append's session held from before
+/// its insert until its transaction ended: once this session has the lock, that
+/// transaction has committed or rolled back, and cannot commit later. Event ids and
+/// command ids are unique, and the transaction inserted the batch (and the command's row)
+/// exactly as `if_committed` says, all or nothing; so the append committed exactly when
+/// its rows are found there.
+pub(super) fn find_batch(
+    client: &mut Client,
+    sql: &Sql,
+    command: Option<&str>,
+    stream: &StreamId,
+    batch: &Batch<'_>,
+    if_committed: &AppendResult,
+) -> Result<Option<AppendResult>, StoreError> {
+    let tx = AppendTransaction::begin(client, &sql.begin_append)?;
+    let mut found = HashMap::with_capacity(batch.event_ids.len());
+    for row in tx.client.query(&sql.find_events, &[&batch.event_ids])? {
+        let aggregate_type: &str = row.try_get(1)?;
+        let stream_id: &str = row.try_get(2)?;
+        if aggregate_type == stream.aggregate_type() && stream_id == stream.id() {
+            let version = Version::new(stored_u64(row.try_get(3)?));
+            let position = Position::new(stored_u64(row.try_get(4)?));
+            found.insert(row.try_get::<_, String>(0)?, (version, position));
+        }
+    }
+    let record = match command {
+        Some(command_id) => read::command(tx.client, &sql.read_command, command_id)?,
+        None => None,
+    };
+    // Each event of the batch where the transaction put it.
+    let before = if_committed
+        .stream_version
+        .get()
+        .saturating_sub(batch.len());
+    let events_stored = batch.event_ids.len() == if_committed.positions.len()
+        && batch
+            .event_ids
+            .iter()
+            .zip(&if_committed.positions)
+            .zip(1..)
+            .all(|((id, position), n)| {
+                found.get(id) == Some(&(Version::new(before + n), *position))
+            });
+    let command_stored = command.is_none()
+        || record.is_some_and(|r| r.stream == *stream && r.result == *if_committed);
+    Ok((events_stored && command_stored).then(|| if_committed.clone()))
+}
+
 impl Conn {
     /// Appends `batch` in one transaction under the append lock, recording `command` with
     /// it when there is one.
@@ -203,7 +298,7 @@ impl Conn {
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &Batch<'_>,
-    ) -> Result<AppendResult, AppendError> {
+    ) -> Result<AppendResult, AppendFailure> {
         let (kind, exact) = expectation(expected);
         let params: [&(dyn ToSql + Sync); 10] = [
             &stream.aggregate_type(),
@@ -223,7 +318,9 @@ impl Conn {
             Ok(head) => head,
             Err(e) => {
                 drop(tx); // rolls back, so the connection can explain the failure
-                return Err(self.explain(e, sql, command, stream, expected, batch));
+                return Err(self
+                    .explain(e, sql, command, stream, expected, batch)
+                    .into());
             }
         };
         let actual = Version::new(stored_u64(head.try_get(0).map_err(StoreError::from)?));
@@ -232,7 +329,7 @@ impl Conn {
         let done: bool = head.try_get(3).map_err(StoreError::from)?;
         if !accepted {
             drop(tx);
-            return Err(match command {
+            return Err(AppendFailure::Failed(match command {
                 Some(command_id) if done => AppendError::DuplicateCommand {
                     command_id: command_id.to_owned(),
                 },
@@ -244,14 +341,23 @@ impl Conn {
                     expected,
                     actual,
                 },
-            });
+            }));
         }
-        tx.commit().map_err(StoreError::from)?;
         let first = last_position + 1;
-        Ok(AppendResult {
+        let appended = AppendResult {
             stream_version: Version::new(actual.get() + batch.len()),
             positions: (first..first + batch.len()).map(Position::new).collect(),
-        })
+        };
+        match tx.commit() {
+            Ok(()) => Ok(appended),
+            Err(error) if commit_outcome_unknown(&error) => {
+                Err(AppendFailure::CommitUnknown(Box::new(CommitUnknown {
+                    if_committed: appended,
+                    error,
+                })))
+            }
+            Err(error) => Err(pg(error)),
+        }
     }
 
     /// Turns a failed insert into the error of the event (or command) that caused it,

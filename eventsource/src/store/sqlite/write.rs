@@ -258,15 +258,7 @@ fn insert(
         command,
     } = *request;
     if let Some(command_id) = command {
-        let done = tx
-            .prepare_cached(COMMAND_DONE)?
-            .query_row([command_id], |_| Ok(()))
-            .optional()?;
-        if done.is_some() {
-            return Err(Failed::Clean(AppendError::DuplicateCommand {
-                command_id: command_id.to_owned(),
-            }));
-        }
+        check_command_new(tx, command_id)?;
     }
     let actual = current_version(tx, stream)?;
     if !expected.matches(actual) {
@@ -281,18 +273,7 @@ fn insert(
             stream: stream.clone(),
         }));
     }
-    // Positions are SQLite rowids: past `i64::MAX` SQLite would pick random free ones.
-    let last: i64 = tx
-        .prepare_cached(LAST_POSITION)?
-        .query_row([], |r| r.get(0))?;
-    if i64::MAX - last < events.len() as i64 {
-        return Err(Failed::Clean(AppendError::Store(
-            StoreError::PositionsExhausted {
-                last: last.unsigned_abs(),
-                count: events.len(),
-            },
-        )));
-    }
+    check_room(tx, events.len())?;
     let metadata = events
         .iter()
         .map(|event| {
@@ -363,6 +344,37 @@ fn insert(
         stream_version: version,
         positions,
     })
+}
+
+/// Refuses a command whose id is already recorded.
+fn check_command_new(tx: &Connection, command_id: &str) -> Result<(), Failed> {
+    let done = tx
+        .prepare_cached(COMMAND_DONE)?
+        .query_row([command_id], |_| Ok(()))
+        .optional()?;
+    match done {
+        Some(()) => Err(Failed::Clean(AppendError::DuplicateCommand {
+            command_id: command_id.to_owned(),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an append of `count` events that would pass the largest position: positions
+/// are SQLite rowids, and past `i64::MAX` SQLite would pick random free ones.
+fn check_room(tx: &Connection, count: usize) -> Result<(), Failed> {
+    let last_position: i64 = tx
+        .prepare_cached(LAST_POSITION)?
+        .query_row([], |r| r.get(0))?;
+    if i64::MAX - last_position < count as i64 {
+        return Err(Failed::Clean(AppendError::Store(
+            StoreError::PositionsExhausted {
+                last: last_position.unsigned_abs(),
+                count,
+            },
+        )));
+    }
+    Ok(())
 }
 
 /// The same SQLite error again, for every append of a batch whose commit failed.
