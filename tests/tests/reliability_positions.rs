@@ -84,3 +84,22 @@ fn sqlite_refuses_to_append_past_the_largest_position() -> TestResult {
         .map_err(|e| e.to_string())
     })
 }
+
+#[test]
+fn postgres_refuses_to_append_past_the_largest_position() -> TestResult {
+    eventsource_tests::pg::with_schema(|schema| {
+        let store = schema.connect()?;
+        positions_near_the_end(&store, &|position| {
+            schema
+                .sql(&format!(
+                    "INSERT INTO events (position, aggregate_type, stream_id, version, \
+                     event_type, event_version, event_id, recorded_at, payload, metadata) \
+                     VALUES ({position}, 'note', 'planted', 1, 'note.added', 1, \
+                     '00000000-0000-4000-8000-000000000001', now(), '{{}}', '{{}}')"
+                ))
+                .map(drop)
+        })?;
+        drop(store);
+        Ok(())
+    })
+}

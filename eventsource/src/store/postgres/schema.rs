@@ -170,23 +170,58 @@ const REQUIRED_TRIGGERS: &[(&str, &str)] = &[
     ("commands", "commands_refuse_change"),
 ];
 
-/// Refuses a store whose refusing triggers were dropped or disabled: it is not repaired
-/// behind the user's back.
+/// `pg_trigger.tgtype` of the refusing triggers: `BEFORE` (2), `DELETE` (8), `UPDATE`
+/// (16), `TRUNCATE` (32), `FOR EACH STATEMENT` (row bit 1 clear).
+const REFUSING_TGTYPE: i16 = 2 | 8 | 16 | 32;
+
+/// The body the migrations give the trigger function `function`, as `pg_proc.prosrc`
+/// keeps it (the text between the `$$`).
+fn expected_body(function: &str) -> Option<&'static str> {
+    let head = format!("{{schema}}.{function}() RETURNS trigger LANGUAGE plpgsql AS $$");
+    MIGRATIONS.iter().find_map(|migration| {
+        let start = migration.find(&head)? + head.len();
+        let len = migration[start..].find("$$")?;
+        Some(&migration[start..start + len])
+    })
+}
+
+/// Refuses a store whose refusing triggers were dropped, disabled (or enabled for
+/// replication sessions only), or replaced by ones that do not refuse: the trigger must
+/// fire `BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT` with no `WHEN`, in
+/// every session (`tgenabled` `O` or `A`), and call the store's function in the same
+/// schema with the body the migrations gave it. It is not repaired behind the user's back.
 fn check_triggers(client: &mut Client, schema: &str, quoted: &str) -> Result<(), StoreError> {
     let mut missing = Vec::new();
     for (table, trigger) in REQUIRED_TRIGGERS {
-        let enabled: Option<bool> = client
-            .query_opt(
-                "SELECT tgenabled <> 'D' FROM pg_trigger \
-                 WHERE tgrelid = $1::text::regclass AND tgname = $2",
-                &[&format!("{quoted}.{table}"), trigger],
-            )?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-        match enabled {
-            Some(true) => {}
-            Some(false) => missing.push(format!("{trigger} (disabled)")),
-            None => missing.push((*trigger).to_owned()),
+        let row = client.query_opt(
+            "SELECT t.tgenabled::text, t.tgtype, t.tgqual IS NULL, p.proname::text, \
+             n.nspname::text, p.prosrc \
+             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+             JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE t.tgrelid = $1::text::regclass AND t.tgname = $2",
+            &[&format!("{quoted}.{table}"), trigger],
+        )?;
+        let Some(row) = row else {
+            missing.push((*trigger).to_owned());
+            continue;
+        };
+        let enabled: String = row.try_get(0)?;
+        let tgtype: i16 = row.try_get(1)?;
+        let unconditional: bool = row.try_get(2)?;
+        let function: String = row.try_get(3)?;
+        let function_schema: String = row.try_get(4)?;
+        let body: String = row.try_get(5)?;
+        if enabled == "D" {
+            missing.push(format!("{trigger} (disabled)"));
+        } else if enabled != "O" && enabled != "A" {
+            missing.push(format!("{trigger} (fires for replication sessions only)"));
+        } else if tgtype != REFUSING_TGTYPE
+            || !unconditional
+            || function != *trigger
+            || function_schema != schema
+            || expected_body(trigger) != Some(body.as_str())
+        {
+            missing.push(format!("{trigger} (altered)"));
         }
     }
     if missing.is_empty() {

@@ -29,7 +29,8 @@ pub(super) const APPEND: &str = "WITH head AS (SELECT \
      accepted AS (SELECT NOT head.done \
        AND CASE $3::int WHEN 0 THEN true WHEN 1 THEN head.version = 0 \
        WHEN 2 THEN head.version > 0 WHEN 3 THEN head.version = $4::bigint ELSE false END \
-       AND head.version <= 9223372036854775807 - cardinality($5::text[]) AS ok FROM head), \
+       AND head.version <= 9223372036854775807 - cardinality($5::text[]) \
+       AND head.position <= 9223372036854775807 - cardinality($5::text[]) AS ok FROM head), \
      inserted AS (\
        INSERT INTO {schema}.events (position, aggregate_type, stream_id, version, \
        event_type, event_version, event_id, recorded_at, payload, metadata) \
@@ -333,6 +334,12 @@ impl Conn {
                 Some(command_id) if done => AppendError::DuplicateCommand {
                     command_id: command_id.to_owned(),
                 },
+                _ if last_position > i64::MAX.unsigned_abs() - batch.len() => {
+                    AppendError::Store(StoreError::PositionsExhausted {
+                        last: last_position,
+                        count: batch.events.len(),
+                    })
+                }
                 _ if expected.matches(actual) => AppendError::VersionOverflow {
                     stream: stream.clone(),
                 },

@@ -215,18 +215,57 @@ const REQUIRED_OBJECTS: &[&str] = &[
     "snapshots",
 ];
 
-/// Refuses a store whose tables or triggers were dropped (in a shell, say).
+/// `sql` in lower case with runs of white space as one space.
+fn normalize(sql: &str) -> String {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Whether `sql` still defines the refusing trigger `name`. The UPDATE and DELETE
+/// triggers (whose text differs between releases) must be
+/// `CREATE TRIGGER name BEFORE UPDATE|DELETE ON table BEGIN SELECT RAISE(ABORT, '...'); END`
+/// with nothing else (no `WHEN`, no other statement); the REPLACE triggers must be
+/// exactly what the migrations wrote, white space aside. So a trigger replaced by one
+/// that does nothing (`WHEN 0`, an empty body, another table) is noticed.
+fn trigger_intact(name: &str, sql: &str) -> bool {
+    let sql = normalize(sql);
+    let Some((table, op)) = name.rsplit_once("_refuse_") else {
+        return true;
+    };
+    if op == "replace" {
+        return MIGRATIONS
+            .iter()
+            .any(|migration| normalize(migration).contains(&format!("{sql};")));
+    }
+    let head = format!("create trigger {name} before {op} on {table} begin select raise(abort, '");
+    sql.strip_prefix(&head)
+        .and_then(|rest| rest.strip_suffix("'); end"))
+        .is_some_and(|message| !message.contains('\''))
+}
+
+/// Refuses a store whose tables or triggers were dropped (in a shell, say), or whose
+/// refusing triggers (and the tables they guard) were replaced by other definitions.
 fn check_objects(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let mut present =
-        conn.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")?;
-    let names = present
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    let missing: Vec<String> = REQUIRED_OBJECTS
-        .iter()
-        .filter(|required| !names.iter().any(|name| name == *required))
-        .map(|name| (*name).to_owned())
-        .collect();
+    let present = conn
+        .prepare(
+            "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('table', 'trigger')",
+        )?
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut missing = Vec::new();
+    for required in REQUIRED_OBJECTS {
+        match present.iter().find(|(name, _)| name == required) {
+            None => missing.push((*required).to_owned()),
+            Some((_, sql)) if !trigger_intact(required, sql) => {
+                missing.push(format!("{required} (altered)"));
+            }
+            Some(_) => {}
+        }
+    }
     if missing.is_empty() {
         Ok(())
     } else {
