@@ -53,7 +53,7 @@ struct Stored {
     events: usize,
 }
 
-fn read_and_check(store: &SqliteStore) -> Result<Stored, Box<dyn Error>> {
+fn read_and_check<S: EventStore>(store: &S) -> Result<Stored, Box<dyn Error>> {
     let all: Vec<RecordedEvent> = store.read_all(Position::START).collect::<Result<_, _>>()?;
     let mut stored = Stored {
         events: all.len(),
@@ -156,13 +156,24 @@ fn run_and_kill(
     } else {
         "normal"
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_es_crash_writer"))
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_es_crash_writer"));
+    writer
         .arg(path)
         .arg(round.to_string())
         .arg(sync)
-        .arg(threads.to_string())
-        .stdout(Stdio::piped())
-        .spawn()?;
+        .arg(threads.to_string());
+    kill_after_acks(writer, threads, rng, log)
+}
+
+/// Starts `writer`, lets it acknowledge a pseudo-random number of batches, waits a
+/// pseudo-random moment more and kills it (SIGKILL). Returns whether it was still running.
+fn kill_after_acks(
+    mut writer: Command,
+    threads: u64,
+    rng: &mut SplitMix64,
+    log: &mut Log,
+) -> Result<bool, Box<dyn Error>> {
+    let mut child = writer.stdout(Stdio::piped()).spawn()?;
     let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
     for _ in 0..rng.between(0, MAX_ACKS_BEFORE_KILL * threads) {
         match lines.next().transpose()? {
@@ -186,8 +197,16 @@ fn run_and_kill(
 /// Returns how many batches are stored.
 fn verify_after_crash(path: &Path, round: u64, log: &mut Log) -> Result<usize, Box<dyn Error>> {
     assert_eq!(integrity_check(path)?, "ok");
-    let store = SqliteStore::open(path)?;
-    let stored = read_and_check(&store)?;
+    verify_store(&SqliteStore::open(path)?, round, log)
+}
+
+/// The checks of [`verify_after_crash`] that go through the store.
+fn verify_store<S: EventStore>(
+    store: &S,
+    round: u64,
+    log: &mut Log,
+) -> Result<usize, Box<dyn Error>> {
+    let stored = read_and_check(store)?;
     for ack in &log.acknowledged {
         let Some((stream, versions, positions)) = stored.batches.get(&ack.batch) else {
             panic!("round {round}: acknowledged batch {} was lost", ack.batch);
@@ -224,7 +243,7 @@ fn verify_after_crash(path: &Path, round: u64, log: &mut Log) -> Result<usize, B
         last: appended.stream_version,
         positions: appended.positions,
     });
-    assert_eq!(read_and_check(&store)?.events, stored.events + 3);
+    assert_eq!(read_and_check(store)?.events, stored.events + 3);
     Ok(stored.batches.len() + 1)
 }
 
@@ -331,5 +350,47 @@ fn every_connection_runs_with_the_chosen_synchronous_setting() -> Result<(), Box
             "{seen:?}, expected {expected}"
         );
     }
+    Ok(())
+}
+
+/// PostgreSQL: a client process with four writer threads (one store handle, pooled
+/// connections) killed with SIGKILL at pseudo-random moments, 20 rounds. The server
+/// rolls back what the dead client had not committed: every acknowledged batch is
+/// stored as acknowledged, none is partial, refused ones are absent, streams have no
+/// gap, and the store takes an append right after. (`pg_terminate_backend` from the
+/// server side is `reliability_commit_unknown::terminated_backends_never_double_or_lose_an_append`.)
+#[test]
+fn killed_postgres_clients_lose_no_acknowledged_append() -> TestResult {
+    let Some(url) = eventsource_tests::pg::url() else {
+        return Ok(());
+    };
+    let schema = eventsource_tests::pg::TestSchema::new(&url);
+    drop(schema.connect()?);
+    let rounds = SplitMix64::seed_from_env("ES_CRASH_ROUNDS", ROUNDS / 2);
+    let mut rng = SplitMix64::new(SplitMix64::seed_from_env("ES_CRASH_SEED", 0x0E5C_4A54));
+    let mut log = Log::default();
+    let (mut killed_running, mut stored) = (0, 0);
+    for round in 0..rounds {
+        let mut writer = Command::new(env!("CARGO_BIN_EXE_es_crash_writer"));
+        writer
+            .args(["--postgres", &url, &schema.name])
+            .arg(round.to_string())
+            .arg("4");
+        if kill_after_acks(writer, 4, &mut rng, &mut log)? {
+            killed_running += 1;
+        }
+        let store = schema.connect()?;
+        stored = verify_store(&store, round, &mut log)?;
+    }
+    eprintln!(
+        "postgres: {rounds} rounds ({killed_running} killed while running), {} acknowledged \
+         batches all present and complete, {} more committed but killed before the \
+         acknowledgement, {} refused batches all absent",
+        log.acknowledged.len(),
+        stored - log.acknowledged.len(),
+        log.refused.len()
+    );
+    assert!(killed_running >= rounds / 2, "the writers were not killed");
+    assert!(!log.acknowledged.is_empty());
     Ok(())
 }

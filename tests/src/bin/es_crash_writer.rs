@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! es_crash_writer <path> <round> full|normal [threads]
+//! es_crash_writer --postgres <url> <schema> <round> [threads]
 //! ```
+//!
+//! With `--postgres` it writes to the PostgreSQL store in `schema` of the server at `url`
+//! (each thread through the one store handle, which pools connections).
 //!
 //! With `threads` > 1 (default 1), that many threads share the one store handle, so
 //! their appends are committed in groups (group commit); thread `t` writes its own
@@ -33,7 +37,7 @@ type Error = Box<dyn std::error::Error>;
 const STREAMS: usize = 3;
 const MAX_BATCHES: u64 = 5_000;
 const MAX_TIME: Duration = Duration::from_secs(30);
-const USAGE: &str = "usage: es_crash_writer <path> <round> full|normal [threads]";
+const USAGE: &str = "usage: es_crash_writer <path> <round> full|normal [threads] | --postgres <url> <schema> <round> [threads]";
 
 fn batch(id: &str, size: u64) -> Vec<NewEvent> {
     (0..size)
@@ -46,13 +50,16 @@ fn batch(id: &str, size: u64) -> Vec<NewEvent> {
 
 fn run(path: &str, round: u64, synchronous: Synchronous, threads: u64) -> Result<(), Error> {
     let store = SqliteStore::open_with(path, SqliteOptions::new().synchronous(synchronous))?;
+    run_on(&store, round, threads)
+}
+
+fn run_on<S: EventStore + Sync>(store: &S, round: u64, threads: u64) -> Result<(), Error> {
     if threads <= 1 {
-        write(&store, round, "", &format!("r{round}b"))?;
+        write(store, round, "", &format!("r{round}b"))?;
     } else {
         let results: Vec<Result<(), String>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
-                    let store = &store;
                     s.spawn(move || {
                         write(
                             store,
@@ -84,7 +91,12 @@ fn run(path: &str, round: u64, synchronous: Synchronous, threads: u64) -> Result
 
 /// Appends batches to the streams `<prefix>s0`.. until the batch or time limit, printing
 /// each outcome as one line (the lock on stdout keeps lines whole across threads).
-fn write(store: &SqliteStore, seed: u64, prefix: &str, batch_prefix: &str) -> Result<(), Error> {
+fn write<S: EventStore>(
+    store: &S,
+    seed: u64,
+    prefix: &str,
+    batch_prefix: &str,
+) -> Result<(), Error> {
     let streams: Vec<StreamId> = (0..STREAMS)
         .map(|i| StreamId::new("crash", format!("{prefix}s{i}")))
         .collect();
@@ -149,6 +161,17 @@ fn line(text: &str) -> Result<(), Error> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
+        [flag, url, schema, round, rest @ ..] if flag == "--postgres" && rest.len() <= 1 => {
+            let threads = rest.first().map_or(Ok(1), |t| t.parse::<u64>());
+            match (round.parse::<u64>(), threads) {
+                (Ok(round), Ok(threads)) => {
+                    eventsource::PostgresStore::connect_with_schema(url, schema)
+                        .map_err(Error::from)
+                        .and_then(|store| run_on(&store, round, threads))
+                }
+                _ => Err(USAGE.into()),
+            }
+        }
         [path, round, sync, rest @ ..] if rest.len() <= 1 => {
             let threads = rest.first().map_or(Ok(1), |t| t.parse::<u64>());
             match (round.parse::<u64>(), sync.as_str(), threads) {
