@@ -159,7 +159,10 @@ from_backend_errors!(AppendError, ReadError, Error);
 #[non_exhaustive]
 pub enum AppendError {
     /// The stream is not at the expected version: another writer appended first. Reload
-    /// the aggregate and decide again (the repository does this for you).
+    /// the aggregate and decide again (the repository does this for you). On PostgreSQL
+    /// also when a writer that bypassed the append lock took the stream's next version
+    /// or the next position while this append waited (`actual` may then equal the
+    /// expectation); nothing of this append is stored and retrying is safe.
     #[error("concurrency conflict on stream {stream}: expected {expected}, found version {actual}")]
     Conflict {
         /// The stream.

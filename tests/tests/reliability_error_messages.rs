@@ -129,3 +129,70 @@ fn a_dropped_postgres_events_table_is_damaged_not_a_raw_error() -> TestResult {
         Ok(())
     })
 }
+
+/// A writer that bypasses the append lock (a plain session inserting by hand) takes the
+/// next position while an append waits on it: the append is a `Conflict` (nothing
+/// stored, safe to retry), not a raw `events_pkey` duplicate-key error, and a command
+/// through the repository retries and commits.
+#[test]
+fn a_position_taken_behind_the_locks_back_is_a_conflict() -> TestResult {
+    with_schema(|schema| {
+        let store = schema.connect()?;
+        let stream = StreamId::new("note", "1");
+        store.append(&stream, ExpectedVersion::NoStream, &[note()])?;
+        let mut intruder = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        for attempt in 0..2 {
+            let mut tx = intruder.transaction()?;
+            tx.batch_execute(&format!(
+                "INSERT INTO \"{0}\".events (position, aggregate_type, stream_id, version, \
+                 event_type, event_version, event_id, recorded_at, payload, metadata) \
+                 SELECT max(position) + 1, 'note', 'intruder', {1}, 'note.added', 1, \
+                 gen_random_uuid(), now(), '{{}}', '{{}}' FROM \"{0}\".events",
+                schema.name,
+                attempt + 1
+            ))?;
+            let outcome = std::thread::scope(|s| {
+                let append = s.spawn(|| {
+                    if attempt == 0 {
+                        store
+                            .append(
+                                &stream,
+                                ExpectedVersion::Exact(eventsource::Version::new(1)),
+                                &[note()],
+                            )
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    } else {
+                        Repository::<Account, _>::new(&store)
+                            .execute("acc", |a| a.open("ann"))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                });
+                // The append waits on the uncommitted row's position, then finds it taken.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let committed = tx.commit();
+                let outcome = append
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                committed.map(|()| outcome)
+            })?;
+            if attempt == 0 {
+                let err = outcome
+                    .err()
+                    .ok_or("the append got the intruder's position")?;
+                assert!(
+                    err.starts_with("concurrency conflict on stream note/1"),
+                    "{err}"
+                );
+                assert_eq!(store.stream_version(&stream)?.get(), 1);
+            } else {
+                outcome?;
+                let account = Repository::<Account, _>::new(&store).load("acc")?;
+                assert!(account.state.open);
+            }
+        }
+        drop(store);
+        Ok(())
+    })
+}

@@ -17,6 +17,7 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 pub(super) const STREAM_VERSION_KEY: &str = "events_stream_version_key";
 pub(super) const EVENT_ID_KEY: &str = "events_event_id_key";
 pub(super) const COMMAND_ID_KEY: &str = "commands_pkey";
+pub(super) const POSITION_KEY: &str = "events_pkey";
 
 /// Schema migrations, `{schema}` standing for the quoted schema name: entry `i` takes a
 /// store from schema version `i` to `i + 1`.

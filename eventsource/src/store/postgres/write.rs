@@ -7,7 +7,7 @@ use postgres::Client;
 use postgres::error::{DbError, Severity, SqlState};
 use postgres::types::ToSql;
 
-use super::schema::{COMMAND_ID_KEY, EVENT_ID_KEY, STREAM_VERSION_KEY};
+use super::schema::{COMMAND_ID_KEY, EVENT_ID_KEY, POSITION_KEY, STREAM_VERSION_KEY};
 use super::{Conn, Sql, pg, read, sql_int, stored_u64};
 use crate::error::{AppendError, StoreError};
 use crate::event::NewEvent;
@@ -144,7 +144,9 @@ fn classify(db: Option<&DbError>) -> InsertFailure {
     if *code == SqlState::UNIQUE_VIOLATION {
         match db.constraint() {
             Some(EVENT_ID_KEY) => InsertFailure::DuplicateEventId,
-            Some(STREAM_VERSION_KEY) => InsertFailure::StreamVersionTaken,
+            // A writer that bypassed the append lock took the stream's next version or
+            // the next position: for this append, another writer got there first.
+            Some(STREAM_VERSION_KEY | POSITION_KEY) => InsertFailure::StreamVersionTaken,
             Some(COMMAND_ID_KEY) => InsertFailure::CommandRecorded,
             _ => InsertFailure::Other,
         }
