@@ -578,8 +578,8 @@ fn the_commands_table_refuses_update_delete_and_truncate() -> TestResult {
     })
 }
 
-/// A store of schema version 1 (events only) gains the snapshot and command tables on
-/// connect and keeps its events.
+/// A store of schema version 1 (events only) gains the snapshot, command and projection
+/// tables and the read-side indexes on connect, and keeps its events.
 #[test]
 fn a_version_1_store_is_migrated_on_connect() -> TestResult {
     with_schema(|schema| {
@@ -590,7 +590,8 @@ fn a_version_1_store_is_migrated_on_connect() -> TestResult {
             &[NewEvent::new("note.added", 1, "{}")],
         )?;
         schema.sql(
-            "DROP TABLE commands, snapshots; DROP FUNCTION commands_refuse_change(); \
+            "DROP TABLE commands, snapshots, projections; DROP FUNCTION commands_refuse_change(); \
+             DROP INDEX events_by_event_type, events_by_aggregate_type; \
              UPDATE eventsource_meta SET schema_version = 1",
         )?;
         let store = schema.connect()?;
@@ -598,7 +599,7 @@ fn a_version_1_store_is_migrated_on_connect() -> TestResult {
             schema
                 .sql("SELECT schema_version FROM eventsource_meta")?
                 .trim(),
-            "2"
+            "3"
         );
         assert_eq!(store.stream_version(&s)?, Version::new(1));
         let appended = store.append_command(

@@ -88,6 +88,21 @@ CREATE TRIGGER commands_refuse_change
     BEFORE UPDATE OR DELETE OR TRUNCATE ON {schema}.commands
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.commands_refuse_change();
 ",
+    r"
+CREATE INDEX events_by_event_type ON {schema}.events (event_type, position);
+CREATE INDEX events_by_aggregate_type ON {schema}.events (aggregate_type, position);
+CREATE TABLE {schema}.projections (
+    name       TEXT        NOT NULL,
+    version    BIGINT      NOT NULL,
+    position   BIGINT      NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    CONSTRAINT projections_pkey PRIMARY KEY (name),
+    CONSTRAINT projections_version_check CHECK (version >= 1),
+    CONSTRAINT projections_position_check CHECK (position >= 0)
+);
+COMMENT ON TABLE {schema}.projections IS
+    'eventsource: the checkpoint of each projection, moved in the transaction that writes its read model';
+",
 ];
 
 /// The schema version this build writes and reads.

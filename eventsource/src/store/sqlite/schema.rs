@@ -67,6 +67,18 @@ WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
              AND stream_id = NEW.stream_id AND version = NEW.version)
 BEGIN SELECT RAISE(ABORT, 'eventsource: the events table is append-only; REPLACE is refused'); END;
 ",
+    // The read side: filtered scans of the global order by event type or aggregate
+    // type, and the checkpoints of projections (not append-only: a checkpoint moves).
+    r"
+CREATE INDEX events_by_event_type ON events (event_type, position);
+CREATE INDEX events_by_aggregate_type ON events (aggregate_type, position);
+CREATE TABLE projections (
+    name       TEXT    PRIMARY KEY,
+    version    INTEGER NOT NULL CHECK (version >= 1),
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+",
 ];
 
 /// The schema version this build writes and reads.
@@ -213,6 +225,7 @@ const REQUIRED_OBJECTS: &[&str] = &[
     "commands_refuse_delete",
     "commands_refuse_replace",
     "snapshots",
+    "projections",
 ];
 
 /// `sql` in lower case with runs of white space as one space.
