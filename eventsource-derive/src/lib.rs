@@ -1,5 +1,5 @@
 //! Procedural macros for [`eventsource`](https://docs.rs/eventsource): the `#[event]`
-//! attribute and `#[derive(Aggregate)]`.
+//! attribute, `#[derive(Aggregate)]` and `#[derive(Projection)]`.
 //!
 //! Use them through the runtime crate, which re-exports both (`eventsource::event`,
 //! `eventsource::Aggregate`); the generated code refers to the runtime by absolute path
@@ -9,6 +9,7 @@ mod aggregate;
 mod ctxt;
 mod event;
 mod fallback;
+mod projection;
 mod respan;
 mod symbol;
 mod value;
@@ -38,6 +39,21 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Implements `eventsource::Projection` for a struct, dispatching each listed event type
+/// to its `eventsource::Project` impl.
+///
+/// `#[projection(events(A, B, ...))]` is required. Optional: `name = "balances"`
+/// (default: the struct's name), `version = 2` (default 1; a new version rebuilds the
+/// read model), `reset = Self::clear` (a function `fn(&mut Self, &mut Context<'_>) ->
+/// HandlerResult` that clears the read model before a rebuild) and `crate = "path"`.
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    projection::expand(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

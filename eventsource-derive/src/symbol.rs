@@ -4,7 +4,7 @@ use std::fmt;
 
 use syn::{Ident, Path};
 
-/// A key of `#[event(...)]` or `#[aggregate(...)]`, compared against parsed paths.
+/// A key of `#[event(...)]`, `#[aggregate(...)]` or `#[projection(...)]`, compared against parsed paths.
 #[derive(Copy, Clone, PartialEq, Eq)]
 pub(crate) struct Symbol(&'static str);
 
@@ -20,6 +20,10 @@ pub(crate) const EVENT_ENUM: Symbol = Symbol("event_enum");
 pub(crate) const NAME: Symbol = Symbol("name");
 /// The older event type an event decodes through.
 pub(crate) const UPCAST_FROM: Symbol = Symbol("upcast_from");
+/// The derive's helper attribute for projections.
+pub(crate) const PROJECTION: Symbol = Symbol("projection");
+/// A projection's reset function.
+pub(crate) const RESET: Symbol = Symbol("reset");
 /// An event's version.
 pub(crate) const VERSION: Symbol = Symbol("version");
 

@@ -43,6 +43,7 @@ mod error;
 mod event;
 mod history;
 mod json;
+mod projection;
 mod repository;
 pub mod schema;
 mod snapshot;
@@ -60,6 +61,11 @@ pub use crate::event::{
     RecordedEvent, RecordedEventRef, Timestamp,
 };
 pub use crate::history::EventSchema;
+pub use crate::projection::{
+    Checkpoint, Context, HandleError, HandlerError, HandlerResult, Progress, Project, Projection,
+    ProjectionError, ProjectionHandle, ProjectionStore, Projector, RunReport, WaitError,
+    WrongBackend,
+};
 pub use crate::repository::{Committed, Loaded, Repository};
 pub use crate::snapshot::{Snapshot, SnapshotPolicy};
 #[cfg(feature = "postgres")]
@@ -74,6 +80,9 @@ pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, V
 /// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
 #[cfg(feature = "derive")]
 pub use eventsource_derive::Aggregate;
+/// `#[derive(Projection)]` with `#[projection(name = "...", version = N, events(A, B, ...))]`.
+#[cfg(feature = "derive")]
+pub use eventsource_derive::Projection;
 /// `#[event(name = "...", version = N, upcast_from = Old)]`: implements [`Event`].
 #[cfg(feature = "derive")]
 pub use eventsource_derive::event;
@@ -86,6 +95,7 @@ pub mod __private {
     pub use crate::history::{Found, find_in_history, histories_overlap, prepend_history};
     /// What `EventSet::encode` calls: JSON that refuses non-finite floats.
     pub use crate::json::to_string as encode;
+    pub use crate::projection::{not_projected, project_as};
 
     /// Byte-wise string equality usable in constants (duplicate event names are found at
     /// compile time).

@@ -4,6 +4,7 @@
 pub mod conformance;
 pub mod pg;
 pub mod proxy;
+pub mod read_model;
 pub mod reliability;
 
 use std::fmt;

@@ -88,7 +88,7 @@ impl Attrs {
 
 /// `events(A, path::B, ...)`; `None` with the errors recorded when any entry is not a
 /// type path.
-fn parse_events(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<EventList>> {
+pub(crate) fn parse_events(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<EventList>> {
     if !meta.input.peek(token::Paren) {
         let path = &meta.path;
         let rest = value::take_until_comma(meta.input)?;

@@ -7,7 +7,7 @@
 //! compiles and the user sees only the real error.
 
 mod ast;
-mod attr;
+pub(crate) mod attr;
 mod expand;
 mod valid;
 

@@ -15,6 +15,7 @@ use crate::snapshot::Snapshot;
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
 mod group_commit;
+mod notify;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;

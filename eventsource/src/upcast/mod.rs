@@ -588,7 +588,7 @@ fn guard<T>(key: impl FnOnce() -> EventKey, f: impl FnOnce() -> T) -> Result<T, 
 }
 
 /// The message of a panic: its `&str` or `String` payload.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: [`PostgresStore`], whose docs describe the layout, the
 //! global order and its cost, idempotent commands, connections and reads.
 
+mod project;
 mod read;
 mod schema;
 mod write;
@@ -45,6 +46,10 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The statements of one store, with its schema spelled in.
 #[derive(Debug)]
 struct Sql {
+    /// The quoted schema name.
+    schema: String,
+    /// The channel appends notify on commit, and live readers listen on.
+    channel: String,
     begin_append: String,
     append: String,
     stream_version: String,
@@ -64,13 +69,18 @@ impl Sql {
     /// `table_oid`.
     fn new(schema: &str, table_oid: u32) -> Self {
         let spell = |template: &str| template.replace("{schema}", schema);
+        let channel = format!("eventsource_{table_oid}");
         Sql {
-            // One round trip; the lock keys are numbers, safe to spell in.
+            schema: schema.to_owned(),
+            // One round trip; the lock keys and the channel are numbers, safe to spell in.
+            // The notification is sent when (and only if) the append commits.
             begin_append: format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                 NOTIFY {channel}; \
                  SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {})",
                 table_oid.cast_signed()
             ),
+            channel,
             append: spell(APPEND),
             stream_version: spell(STREAM_VERSION),
             read_stream: spell(READ_STREAM),
@@ -594,7 +604,7 @@ mod tests {
         let sql = Sql::new(r#""s""#, 42);
         assert!(
             sql.begin_append
-                .ends_with("pg_advisory_xact_lock(1163088451, 42)")
+                .ends_with("NOTIFY eventsource_42; SELECT pg_advisory_xact_lock(1163088451, 42)")
         );
         for statement in [
             &sql.append,

@@ -123,7 +123,7 @@ fn micros_since_epoch(t: SystemTime) -> Option<i64> {
 
 /// A time the server wrote (a command's or a snapshot's), saturating at the ends of
 /// [`Timestamp`]'s range, which are far beyond any clock.
-fn saturating_timestamp(t: SystemTime) -> Timestamp {
+pub(super) fn saturating_timestamp(t: SystemTime) -> Timestamp {
     Timestamp::from_micros(micros_since_epoch(t).unwrap_or(if t < UNIX_EPOCH {
         i64::MIN
     } else {

@@ -1,6 +1,7 @@
 //! The embedded default: every event in one append-only table of one SQLite file; see
 //! [`SqliteStore`].
 
+mod project;
 mod read;
 mod schema;
 mod write;
@@ -19,6 +20,7 @@ use self::read::{
 use self::schema::{check_file_len, configure, connect, enable_wal, prepare_schema};
 use self::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, current_version};
 use super::group_commit::{GroupCommit, Request};
+use super::notify::Commits;
 use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{EventData, NewEvent, Timestamp};
@@ -160,6 +162,8 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// Appends waiting to be committed together.
     group: GroupCommit,
+    /// The last position committed through this handle, for live readers.
+    commits: Commits,
     /// Idle read connections (file stores only; an in-memory store reads on `writer`).
     readers: Option<Mutex<Vec<Connection>>>,
     path: Option<PathBuf>,
@@ -198,6 +202,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             group: GroupCommit::default(),
+            commits: Commits::default(),
             readers: Some(Mutex::new(Vec::new())),
             path: Some(path.to_owned()),
             options,
@@ -223,6 +228,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             group: GroupCommit::default(),
+            commits: Commits::default(),
             readers: None,
             path: None,
             options,
@@ -232,6 +238,52 @@ impl SqliteStore {
     /// The file of the store (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Runs `f` on a read connection of the store: to query read models kept in the
+    /// same file (see [`Projector`](crate::Projector)).
+    ///
+    /// ```
+    /// use eventsource::SqliteStore;
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// let events: i64 = store.read(|conn| conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)))?;
+    /// assert_eq!(events, 0);
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error, or the store's when it cannot open a connection.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with_reader(|conn| Ok(f(conn)?))
+    }
+
+    /// Runs `f` in a write transaction, committed when `f` returns `Ok`: to create and
+    /// migrate read-model tables in the store's file. The events, commands and
+    /// projections tables are the store's: their triggers refuse changes.
+    ///
+    /// ```
+    /// use eventsource::SqliteStore;
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// store.write(|tx| tx.execute_batch("CREATE TABLE IF NOT EXISTS balances (id TEXT PRIMARY KEY, balance INTEGER)"))?;
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error (the transaction is rolled back), or the store's.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.writer();
+        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -335,7 +387,11 @@ impl SqliteStore {
         for event in request.events {
             check_json(request.stream, event)?;
         }
-        self.group.append(request, &|batch| self.commit(batch))
+        let appended = self.group.append(request, &|batch| self.commit(batch))?;
+        if let Some(last) = appended.positions.last() {
+            self.commits.committed(*last);
+        }
+        Ok(appended)
     }
 }
 

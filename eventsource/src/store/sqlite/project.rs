@@ -1,0 +1,198 @@
+//! Projections on a SQLite store: each batch in one write transaction on the store's
+//! connection, with the read model's writes and the checkpoint.
+
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, TransactionBehavior};
+
+use super::SqliteStore;
+use super::read::{decode_row, text};
+use crate::error::{ReadError, StoreError};
+use crate::event::Timestamp;
+use crate::projection::{
+    BatchOutcome, Checkpoint, Context, Job, ProjectionError, ProjectionStore, Step, Tx,
+};
+use crate::version::Position;
+
+const READ_CHECKPOINT: &str = "SELECT version, position FROM projections WHERE name = ?1";
+const WRITE_CHECKPOINT: &str = "INSERT INTO projections (name, version, position, updated_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
+     position = excluded.position, updated_at = excluded.updated_at";
+const HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
+const CHECKPOINTS: &str =
+    "SELECT name, version, position, updated_at FROM projections ORDER BY name";
+
+/// The events of a batch: after the checkpoint, up to the head read in the same
+/// transaction, of the projection's types, in position order. `+event_type` keeps the
+/// planner on the primary key (position order, no sort); `{types}` is one parameter per
+/// type, from `?4`.
+fn batch_sql(types: usize) -> String {
+    let params: Vec<String> = (0..types).map(|i| format!("?{}", i + 4)).collect();
+    format!(
+        "SELECT position, version, event_type, event_version, event_id, recorded_at, payload, \
+         metadata, aggregate_type, stream_id FROM events \
+         WHERE position > ?1 AND position <= ?2 AND +event_type IN ({}) \
+         ORDER BY position LIMIT ?3",
+        params.join(", ")
+    )
+}
+
+fn sql_position(position: Position) -> i64 {
+    i64::try_from(position.get()).unwrap_or(i64::MAX)
+}
+
+fn stored_position(position: i64) -> Position {
+    Position::new(position.unsigned_abs())
+}
+
+impl ProjectionStore for SqliteStore {
+    type Session = ();
+
+    fn open_session(&self, _name: &'static str) -> Result<Option<()>, StoreError> {
+        Ok(Some(()))
+    }
+
+    fn run_batch(
+        &self,
+        _session: &mut (),
+        job: &mut Job<'_>,
+    ) -> Result<BatchOutcome, ProjectionError> {
+        let projection = job.name;
+        let store_error = |source: rusqlite::Error| ProjectionError::Store {
+            projection,
+            source: StoreError::Sqlite(source),
+        };
+        // The writer connection: appends of this process wait on its mutex rather than
+        // in SQLite's busy handler, and other processes wait for the write lock.
+        let conn = self.writer();
+        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)
+            .map_err(store_error)?;
+        let stored: Option<(i64, i64)> = tx
+            .prepare_cached(READ_CHECKPOINT)
+            .and_then(|mut stmt| {
+                stmt.query_row([projection], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(store_error)?;
+        let (reset, after) = match stored {
+            Some((version, _)) if version > i64::from(job.version) => {
+                return Err(ProjectionError::NewerVersion {
+                    projection,
+                    stored: u32::try_from(version).unwrap_or(u32::MAX),
+                    code: job.version,
+                });
+            }
+            Some((version, position)) if version == i64::from(job.version) && !job.force_reset => {
+                (false, stored_position(position))
+            }
+            // New, of an older version, or a forced rebuild.
+            _ => (true, Position::START),
+        };
+        let head: i64 = tx
+            .query_row(HEAD, [], |row| row.get(0))
+            .map_err(store_error)?;
+        let head = stored_position(head);
+        if reset {
+            (job.apply)(Step::Reset, &mut Context::new(Tx::Sqlite(&tx)))?;
+        }
+        let mut applied = 0u64;
+        let mut last = after;
+        if !job.event_types.is_empty() && head > after {
+            let limit = i64::try_from(job.batch_size).unwrap_or(i64::MAX);
+            let mut stmt = tx
+                .prepare_cached(&batch_sql(job.event_types.len()))
+                .map_err(store_error)?;
+            let mut params: Vec<&dyn rusqlite::ToSql> =
+                Vec::with_capacity(3 + job.event_types.len());
+            let (after_sql, head_sql) = (sql_position(after), sql_position(head));
+            params.push(&after_sql);
+            params.push(&head_sql);
+            params.push(&limit);
+            for event_type in job.event_types {
+                params.push(event_type);
+            }
+            let mut rows = stmt.query(params.as_slice()).map_err(store_error)?;
+            while let Some(row) = rows.next().map_err(store_error)? {
+                let event = read_row(row).map_err(|e| ProjectionError::read(projection, e))?;
+                last = event.position;
+                // A context per row: the row lives until the next one is fetched.
+                let mut ctx = Context::new(Tx::Sqlite(&tx));
+                ctx.set_event(event);
+                (job.apply)(Step::Event, &mut ctx)?;
+                applied += 1;
+            }
+        }
+        // A short batch read everything up to the head: the checkpoint moves there.
+        let batch_full = usize::try_from(applied).unwrap_or(usize::MAX) >= job.batch_size;
+        let checkpoint = if batch_full { last } else { head };
+        tx.prepare_cached(WRITE_CHECKPOINT)
+            .and_then(|mut stmt| {
+                stmt.execute((
+                    projection,
+                    job.version,
+                    sql_position(checkpoint),
+                    Timestamp::now().as_micros(),
+                ))
+            })
+            .map_err(store_error)?;
+        tx.commit().map_err(store_error)?;
+        Ok(BatchOutcome {
+            applied,
+            checkpoint,
+            head,
+            reset,
+        })
+    }
+
+    fn wait_for_commit(
+        &self,
+        _session: &mut (),
+        after: Position,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        self.commits.wait(after, timeout);
+        Ok(())
+    }
+
+    fn head(&self) -> Result<Position, StoreError> {
+        self.with_reader(|conn| {
+            let head: i64 = conn.prepare_cached(HEAD)?.query_row([], |row| row.get(0))?;
+            Ok(stored_position(head))
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.with_reader(|conn| {
+            // One read transaction: the head and the checkpoints agree.
+            let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+            let head: i64 = tx.prepare_cached(HEAD)?.query_row([], |row| row.get(0))?;
+            let head = stored_position(head);
+            let mut stmt = tx.prepare_cached(CHECKPOINTS)?;
+            let checkpoints = stmt
+                .query_map([], |row| {
+                    let position = stored_position(row.get(2)?);
+                    Ok(Checkpoint {
+                        name: row.get(0)?,
+                        version: row.get(1)?,
+                        position,
+                        updated_at: Timestamp::from_micros(row.get(3)?),
+                        lag: head.get().saturating_sub(position.get()),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            drop(stmt);
+            tx.commit()?;
+            Ok(checkpoints)
+        })
+    }
+}
+
+/// Borrows one row of [`batch_sql`] as an event.
+fn read_row<'r>(
+    row: &'r rusqlite::Row<'_>,
+) -> Result<crate::event::RecordedEventRef<'r>, ReadError> {
+    let position: i64 = row.get(0)?;
+    let aggregate_type = text(row, 8, position, "aggregate_type")?;
+    let stream_id = text(row, 9, position, "stream_id")?;
+    decode_row(row, aggregate_type, stream_id)
+}
