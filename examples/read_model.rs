@@ -80,7 +80,7 @@ pub struct Accounts;
 
 impl Accounts {
     /// Runs before a rebuild (a new projection, or a new `version`).
-    fn clear(&mut self, ctx: &mut Context<'_>) -> HandlerResult {
+    fn clear(_: &mut Self, ctx: &mut Context<'_>) -> HandlerResult {
         ctx.sqlite()?.execute("DELETE FROM accounts", ())?;
         Ok(())
     }
