@@ -152,11 +152,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     projection.wait_for(last, Duration::from_secs(5))?;
 
     let balance: i64 = store.read(|conn| {
-        conn.query_row(
-            "SELECT balance FROM accounts WHERE id = ?1",
-            [&id],
-            |row| row.get(0),
-        )
+        conn.query_row("SELECT balance FROM accounts WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
     })?;
     println!("{id}: balance {balance} (from the read model, at position {last})");
     assert_eq!(balance, 75);

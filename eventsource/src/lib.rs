@@ -48,6 +48,7 @@ mod repository;
 pub mod schema;
 mod snapshot;
 pub mod store;
+mod subscription;
 pub mod testing;
 mod upcast;
 mod verify;
@@ -73,6 +74,7 @@ pub use crate::store::PostgresStore;
 pub use crate::store::{
     AppendResult, CommandRecord, EventStore, SqliteOptions, SqliteStore, Synchronous,
 };
+pub use crate::subscription::Subscription;
 pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
 pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, Version};

@@ -125,6 +125,10 @@ pub trait ProjectionStore: EventStore {
     #[doc(hidden)]
     fn open_session(&self, name: &'static str) -> Result<Option<Self::Session>, StoreError>;
 
+    /// Opens a session that only listens for commits (no lock), for a subscription.
+    #[doc(hidden)]
+    fn listen(&self) -> Result<Self::Session, StoreError>;
+
     /// Runs one batch in one transaction: reads the checkpoint, resets when asked or when
     /// the version changed, hands each event to `job.handle`, moves the checkpoint, and
     /// commits.
@@ -163,6 +167,9 @@ macro_rules! forward_projection_store {
             type Session = S::Session;
             fn open_session(&self, name: &'static str) -> Result<Option<Self::Session>, StoreError> {
                 (**self).open_session(name)
+            }
+            fn listen(&self) -> Result<Self::Session, StoreError> {
+                (**self).listen()
             }
             fn run_batch(&self, session: &mut Self::Session, job: &mut Job<'_>) -> Result<BatchOutcome, ProjectionError> {
                 (**self).run_batch(session, job)

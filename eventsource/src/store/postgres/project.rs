@@ -82,6 +82,12 @@ impl ProjectionStore for PostgresStore {
         Ok(Some(PgSession { client }))
     }
 
+    fn listen(&self) -> Result<PgSession, StoreError> {
+        let mut client = self.config.connect(NoTls)?;
+        client.batch_execute(&format!("LISTEN {}", self.sql.channel))?;
+        Ok(PgSession { client })
+    }
+
     fn run_batch(
         &self,
         session: &mut PgSession,

@@ -52,6 +52,10 @@ impl ProjectionStore for SqliteStore {
         Ok(Some(()))
     }
 
+    fn listen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn run_batch(
         &self,
         _session: &mut (),
