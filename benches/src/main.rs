@@ -9,6 +9,7 @@
 mod domain;
 mod postgres;
 mod raw;
+mod read_side;
 mod report;
 mod upcast;
 mod workloads;
@@ -20,7 +21,7 @@ use std::error::Error;
 pub struct Options {
     /// Multiplies every workload's size (1.0 = the sizes of the README table).
     pub scale: f64,
-    /// Which workloads to run (letters A to G, and P for PostgreSQL).
+    /// Which workloads to run (letters A to G, P for PostgreSQL, R for the read side).
     pub only: String,
     /// A PostgreSQL connection string, to add PostgreSQL rows.
     pub postgres: Option<String>,
@@ -41,7 +42,7 @@ impl Options {
     fn parse() -> Result<Self, String> {
         let mut options = Options {
             scale: 1.0,
-            only: "ABCDEFGP".into(),
+            only: "ABCDEFGPR".into(),
             postgres: std::env::var("EVENTSOURCE_POSTGRES_URL").ok(),
         };
         let mut args = std::env::args().skip(1);
@@ -79,6 +80,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             'P' => postgres::bench(&options, dir.path())?,
             'F' => workloads::growth(&options, dir.path())?,
             'G' => upcast::bench(&options, dir.path())?,
+            'R' => read_side::bench(&options, dir.path())?,
             other => return Err(format!("unknown workload `{other}`").into()),
         }
     }
