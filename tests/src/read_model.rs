@@ -141,6 +141,23 @@ pub fn exec(ctx: &mut Context<'_>, sql: &str, text: &str, number: i64) -> Handle
     Ok(())
 }
 
+/// Adds `delta` to the balance of the event's stream in `table` (`id`, `balance`).
+///
+/// # Errors
+/// The database's error.
+pub fn add_to_balance(ctx: &mut Context<'_>, table: &str, delta: i64) -> HandlerResult {
+    let id = ctx.stream_id().to_owned();
+    exec(
+        ctx,
+        &format!(
+            "INSERT INTO {table} AS b (id, balance) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET balance = b.balance + excluded.balance"
+        ),
+        &id,
+        delta,
+    )
+}
+
 /// Account balances: deposits add, withdrawals subtract. Every applied position is also
 /// recorded in `applied`, which has no unique key, so an event applied twice shows up
 /// as a duplicate; a position out of order fails the handler.
@@ -200,17 +217,8 @@ impl Balances {
             .into());
         }
         self.last = ctx.position();
+        add_to_balance(ctx, &self.balances, delta)?;
         let id = ctx.stream_id().to_owned();
-        exec(
-            ctx,
-            &format!(
-                "INSERT INTO {} AS b (id, balance) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET balance = b.balance + excluded.balance",
-                self.balances
-            ),
-            &id,
-            delta,
-        )?;
         let position = i64::try_from(ctx.position().get())?;
         exec(
             ctx,

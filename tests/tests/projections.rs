@@ -14,7 +14,7 @@ use eventsource::{
     StreamId,
 };
 use eventsource_tests::pg::{self, TestSchema};
-use eventsource_tests::read_model::{Balances, Db, exec};
+use eventsource_tests::read_model::{Balances, Db, add_to_balance};
 use eventsource_tests::{MoneyDeposited, MoneyWithdrawn, TempStore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -197,17 +197,7 @@ impl BalancesV2 {
 
 impl Project<MoneyDeposited> for BalancesV2 {
     fn project(&mut self, e: &MoneyDeposited, ctx: &mut Context<'_>) -> HandlerResult {
-        let id = ctx.stream_id().to_owned();
-        exec(
-            ctx,
-            &format!(
-                "INSERT INTO {} AS b (id, balance) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET balance = b.balance + excluded.balance",
-                self.table
-            ),
-            &id,
-            i64::try_from(e.amount)? * 10,
-        )
+        add_to_balance(ctx, &self.table, i64::try_from(e.amount)? * 10)
     }
 }
 
