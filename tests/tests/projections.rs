@@ -333,6 +333,12 @@ fn live_with_concurrent_writers<S: ProjectionStore + Send + Sync + 'static>(
     }
     let head = store.head()?;
     handle.wait_for(head, Duration::from_secs(30))?;
+    assert!(store.wait_for_projection("balances", head, Duration::from_secs(30))?);
+    assert!(!store.wait_for_projection(
+        "balances",
+        Position::new(head.get() + 1),
+        Duration::from_millis(20)
+    )?);
     assert_eq!(db.balances()?, all.lines());
     let applied = db.applied()?;
     assert_eq!(applied.len(), WRITERS * usize::try_from(EACH)?);

@@ -159,6 +159,36 @@ pub trait ProjectionStore: EventStore {
     /// # Errors
     /// When the backend fails.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Waits until the projection `name`, run by any runner in any process, has applied
+    /// everything up to `position` (read-your-writes across processes; in the process
+    /// that runs it, [`ProjectionHandle::wait_for`] is woken at once instead). Looks at
+    /// the stored checkpoint every 5 ms. Returns whether it got there within `timeout`.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn wait_for_projection(
+        &self,
+        name: &str,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reached = self
+                .checkpoints()?
+                .iter()
+                .any(|c| c.name == name && c.position >= position);
+            if reached {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            thread::sleep(Duration::from_millis(5).min(deadline - now));
+        }
+    }
 }
 
 macro_rules! forward_projection_store {
