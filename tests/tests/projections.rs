@@ -429,3 +429,43 @@ fn postgres_runs_one_runner_per_projection() -> TestResult {
         Ok(())
     })
 }
+
+/// A handler that appends to the store it is projecting gets an error, not a deadlock
+/// (the batch holds the store's write lock); the batch is rolled back.
+#[derive(Projection)]
+#[projection(name = "echo", events(MoneyDeposited))]
+struct Echo(Arc<SqliteStore>);
+
+impl Project<MoneyDeposited> for Echo {
+    fn project(&mut self, e: &MoneyDeposited, _: &mut Context<'_>) -> HandlerResult {
+        self.0.append(
+            &StreamId::new("echo", "1"),
+            ExpectedVersion::Any,
+            &[NewEvent::from_event(e)?],
+        )?;
+        Ok(())
+    }
+}
+
+#[test]
+fn sqlite_a_handler_appending_to_its_own_store_is_refused() -> TestResult {
+    let temp = TempStore::new()?;
+    for store in [
+        Arc::new(SqliteStore::in_memory()?),
+        Arc::new(SqliteStore::open(&temp.path)?),
+    ] {
+        record(&*store, &mut Expected::default(), "a-1", 5)?;
+        let mut projector = Projector::new(Arc::clone(&store), Echo(Arc::clone(&store)));
+        match projector.run_until_caught_up() {
+            Err(ProjectionError::Failed {
+                source: HandleError::Handler(e),
+                ..
+            }) => assert!(e.to_string().contains("projection handlers"), "{e}"),
+            other => panic!("expected the append to be refused, got {other:?}"),
+        }
+        // The store is usable afterwards, from outside the batch.
+        record(&*store, &mut Expected::default(), "a-1", 5)?;
+        assert_eq!(store.head()?, Position::new(2));
+    }
+    Ok(())
+}

@@ -279,6 +279,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
+        project::refuse_inside_batch(self)?;
         let conn = self.writer();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -298,6 +299,8 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         let (Some(readers), Some(path)) = (&self.readers, &self.path) else {
+            // In memory, reads share the writer connection, which a batch holds.
+            project::refuse_inside_batch(self)?;
             return f(&self.writer());
         };
         let idle = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
@@ -383,6 +386,7 @@ impl SqliteStore {
 
     /// Checks the payloads, then hands the append to the group commit.
     fn submit(&self, request: Request<'_>) -> Result<AppendResult, AppendError> {
+        project::refuse_inside_batch(self)?;
         request.stream.validate().map_err(StoreError::from)?;
         for event in request.events {
             check_json(request.stream, event)?;
@@ -520,6 +524,7 @@ impl EventStore for SqliteStore {
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
         stream.validate()?;
+        project::refuse_inside_batch(self)?;
         let conn = self.writer();
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
         tx.prepare_cached(SAVE_SNAPSHOT)?.execute((

@@ -1,6 +1,7 @@
 //! Projections on a SQLite store: each batch in one write transaction on the store's
 //! connection, with the read model's writes and the checkpoint.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, TransactionBehavior};
@@ -37,6 +38,39 @@ fn batch_sql(types: usize) -> String {
     )
 }
 
+thread_local! {
+    /// The store (its address) whose projection batch this thread is running: its
+    /// handlers must not append to it (the append would wait for the batch's own lock).
+    static IN_BATCH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the thread as running a batch of `store` until dropped.
+struct InBatch(usize);
+
+impl InBatch {
+    fn enter(store: &SqliteStore) -> Self {
+        let previous = IN_BATCH.replace(std::ptr::from_ref(store) as usize);
+        InBatch(previous)
+    }
+}
+
+impl Drop for InBatch {
+    fn drop(&mut self) {
+        IN_BATCH.set(self.0);
+    }
+}
+
+/// Refuses a write to `store` from inside one of its projection batches, which would
+/// otherwise wait forever for the lock the batch holds.
+pub(super) fn refuse_inside_batch(store: &SqliteStore) -> Result<(), StoreError> {
+    if IN_BATCH.get() == std::ptr::from_ref(store) as usize {
+        return Err(StoreError::Unsupported {
+            feature: "writing to the store from one of its projection handlers (it would wait for the batch's own lock): write the read model through `Context::sqlite`",
+        });
+    }
+    Ok(())
+}
+
 fn sql_position(position: Position) -> i64 {
     i64::try_from(position.get()).unwrap_or(i64::MAX)
 }
@@ -68,7 +102,10 @@ impl ProjectionStore for SqliteStore {
         };
         // The writer connection: appends of this process wait on its mutex rather than
         // in SQLite's busy handler, and other processes wait for the write lock.
+        refuse_inside_batch(self)
+            .map_err(|source| ProjectionError::Store { projection, source })?;
         let conn = self.writer();
+        let _in_batch = InBatch::enter(self);
         let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)
             .map_err(store_error)?;
         let stored: Option<(i64, i64)> = tx
