@@ -569,6 +569,53 @@ impl RecordedEvent {
     }
 }
 
+/// A stored event decoded into a typed event `E` (an aggregate's event enum), with
+/// where and when it was stored: what
+/// [`Repository::read_all`](crate::Repository::read_all) yields.
+///
+/// An upcaster may turn one stored event into several (or none): then several envelopes
+/// share the stored event's position, version, id, time and metadata, in the order the
+/// upcaster produced them.
+///
+/// ```
+/// use eventsource::{event, Aggregate, Apply, Position, Repository, SqliteStore};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "note.added")]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct NoteAdded { pub text: String }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// #[aggregate(name = "note", events(NoteAdded))]
+/// pub struct Note;
+/// # impl Apply<NoteAdded> for Note { fn apply(&mut self, _: &NoteAdded) {} }
+///
+/// let notes = Repository::<Note, _>::new(SqliteStore::in_memory()?);
+/// let committed = notes.execute("n-1", |_| Ok::<_, std::convert::Infallible>(NoteAdded { text: "hi".into() }))?;
+/// let read: Vec<_> = notes.read_all(Position::START).collect::<Result<_, _>>()?;
+/// assert_eq!(read[0].event_id, committed.event_ids[0]);
+/// assert_eq!(read[0].recorded_at, committed.recorded_at);
+/// assert_eq!(read[0].event, NoteEvent::NoteAdded(NoteAdded { text: "hi".into() }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventEnvelope<E> {
+    /// The stored event's place in the global order.
+    pub position: Position,
+    /// The stream the event belongs to.
+    pub stream: StreamId,
+    /// The stored event's version within its stream.
+    pub version: Version,
+    /// The stored event's unique id.
+    pub event_id: EventId,
+    /// When the stored event was appended.
+    pub recorded_at: Timestamp,
+    /// The stored event's metadata.
+    pub metadata: Metadata,
+    /// The event, decoded (through the upcasters).
+    pub event: E,
+}
+
 /// Where a stored event is: named in every error about a stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventLocation {

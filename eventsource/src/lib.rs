@@ -58,8 +58,8 @@ pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
 pub use crate::backoff::Backoff;
 pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
 pub use crate::event::{
-    DecodeFailure, Event, EventData, EventId, EventLocation, Metadata, NewEvent, Payload,
-    RecordedEvent, RecordedEventRef, Timestamp,
+    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventLocation, Metadata, NewEvent,
+    Payload, RecordedEvent, RecordedEventRef, Timestamp,
 };
 pub use crate::history::EventSchema;
 pub use crate::projection::{
@@ -67,12 +67,13 @@ pub use crate::projection::{
     ProjectionError, ProjectionHandle, ProjectionStore, Projector, RunReport, WaitError,
     WrongBackend,
 };
-pub use crate::repository::{Committed, Loaded, Repository};
+pub use crate::repository::{Committed, Loaded, Repository, TypedEvents};
 pub use crate::snapshot::{Snapshot, SnapshotPolicy};
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
 pub use crate::store::{
-    AppendResult, CommandRecord, EventStore, SqliteOptions, SqliteStore, Synchronous,
+    AppendResult, CommandRecord, EventFilter, EventStore, SqliteOptions, SqliteStore, StreamInfo,
+    Synchronous,
 };
 pub use crate::subscription::Subscription;
 pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::ReadError;
 use crate::event::RecordedEvent;
 use crate::projection::ProjectionStore;
+use crate::store::EventFilter;
 use crate::version::Position;
 
 /// How many events a subscription reads per page.
@@ -45,11 +46,9 @@ const PAGE_SIZE: usize = 512;
 pub struct Subscription<S: ProjectionStore> {
     store: S,
     listener: Option<S::Session>,
-    /// Every event up to here was read (delivered, or filtered out).
-    scanned: Position,
-    /// The last event handed out, or `scanned` when nothing is pending.
+    /// The position of the last event handed out.
     position: Position,
-    event_types: Option<Vec<String>>,
+    filter: EventFilter,
     page: VecDeque<RecordedEvent>,
     poll_interval: Duration,
 }
@@ -58,7 +57,7 @@ impl<S: ProjectionStore> fmt::Debug for Subscription<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("position", &self.position)
-            .field("event_types", &self.event_types)
+            .field("filter", &self.filter)
             .field("poll_interval", &self.poll_interval)
             .finish_non_exhaustive()
     }
@@ -70,9 +69,8 @@ impl<S: ProjectionStore> Subscription<S> {
         Subscription {
             store,
             listener: None,
-            scanned: after,
             position: after,
-            event_types: None,
+            filter: EventFilter::all(),
             page: VecDeque::new(),
             poll_interval: Duration::from_millis(100),
         }
@@ -81,7 +79,15 @@ impl<S: ProjectionStore> Subscription<S> {
     /// Only events of these stored types.
     #[must_use]
     pub fn event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Self {
-        self.event_types = Some(types.into_iter().map(Into::into).collect());
+        self.filter = self.filter.event_types(types);
+        self
+    }
+
+    /// Only the events `filter` matches (by aggregate type and event type), filtered in
+    /// SQL.
+    #[must_use]
+    pub fn filter(mut self, filter: EventFilter) -> Self {
+        self.filter = filter;
         self
     }
 
@@ -93,9 +99,8 @@ impl<S: ProjectionStore> Subscription<S> {
         self
     }
 
-    /// Where the subscription is: the position of the last event it returned, or past
-    /// the events it skipped when nothing is pending. Start a new subscription from here
-    /// to go on.
+    /// Where the subscription is: the position of the last event it returned. Start a
+    /// new subscription from here to go on.
     pub fn position(&self) -> Position {
         self.position
     }
@@ -113,7 +118,9 @@ impl<S: ProjectionStore> Subscription<S> {
                 self.position = event.position;
                 return Ok(Some(event));
             }
-            self.position = self.scanned;
+            // Everything up to `head` is read once this page is: wait for a later commit
+            // (waiting for one after `position` would wake on every filtered-out event).
+            let head = self.store.head()?;
             if self.fill()? {
                 continue;
             }
@@ -126,45 +133,29 @@ impl<S: ProjectionStore> Subscription<S> {
             }
             if let Some(listener) = &mut self.listener {
                 let wait = self.poll_interval.min(deadline - now);
-                self.store.wait_for_commit(listener, self.scanned, wait)?;
+                self.store.wait_for_commit(listener, head, wait)?;
             }
         }
     }
 
-    /// Reads pages until one holds an event to hand out (true) or the end is reached
-    /// (false).
+    /// Reads the next page of matching events (filtered in SQL); whether it held one.
     fn fill(&mut self) -> Result<bool, ReadError> {
-        loop {
-            let mut scanned = self.scanned;
-            let (page, types) = (&mut self.page, &self.event_types);
-            let mut read = 0;
-            let result = self
-                .store
-                .read_all_with(self.scanned, PAGE_SIZE, &mut |event| {
-                    read += 1;
-                    scanned = event.position;
-                    let wanted = types
-                        .as_ref()
-                        .is_none_or(|types| types.iter().any(|t| t == event.event_type));
-                    if wanted {
-                        page.push_back(event.to_owned()?);
-                    }
-                    Ok(())
-                });
-            if let Err(e) = result {
-                // Nothing of a failed page is handed out: it is read again next time.
-                self.page.clear();
-                return Err(e);
-            }
-            self.scanned = scanned;
-            if !self.page.is_empty() {
-                return Ok(true);
-            }
-            self.position = self.scanned;
-            if read < PAGE_SIZE {
-                return Ok(false);
-            }
+        let page = &mut self.page;
+        let result = self.store.read_all_filtered_with(
+            self.position,
+            &self.filter,
+            PAGE_SIZE,
+            &mut |event| {
+                page.push_back(event.to_owned()?);
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            // Nothing of a failed page is handed out: it is read again next time.
+            self.page.clear();
+            return Err(e);
         }
+        Ok(!self.page.is_empty())
     }
 }
 

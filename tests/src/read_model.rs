@@ -1,6 +1,7 @@
 //! Read-model fixtures: where a read model lives (a SQLite file or a PostgreSQL schema)
 //! and a balances projection that writes through the batch's transaction on either.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -170,12 +171,13 @@ pub struct Balances {
     pub applied: String,
     /// A deposit of this amount makes the handler fail.
     pub fail_on: Option<u64>,
-    /// A pause in each handler (to be killed in the middle of a batch).
-    pub delay: Duration,
     /// The last position applied in this process.
     pub last: Position,
     /// How many events this instance applied (rolled-back batches included).
     pub calls: u64,
+    /// Print `event <position>` (flushed) as each event is handled, before its batch
+    /// commits: a test reading the lines can kill the process in the middle of a batch.
+    pub announce: bool,
 }
 
 impl Balances {
@@ -185,9 +187,9 @@ impl Balances {
             balances: db.table("balances"),
             applied: db.table("applied"),
             fail_on: None,
-            delay: Duration::ZERO,
             last: Position::START,
             calls: 0,
+            announce: false,
         }
     }
 
@@ -205,8 +207,10 @@ impl Balances {
 
     fn add(&mut self, ctx: &mut Context<'_>, delta: i64) -> HandlerResult {
         self.calls += 1;
-        if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
+        if self.announce {
+            let mut out = std::io::stdout();
+            writeln!(out, "event {}", ctx.position())?;
+            out.flush()?;
         }
         if ctx.position() <= self.last {
             return Err(format!(

@@ -14,12 +14,14 @@ use crate::event::{EventData, NewEvent, RecordedEvent, RecordedEventRef, Timesta
 use crate::snapshot::Snapshot;
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
+mod filter;
 mod group_commit;
 mod notify;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
+pub use self::filter::EventFilter;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -31,6 +33,24 @@ pub struct AppendResult {
     pub stream_version: Version,
     /// The global position of each appended event, in order.
     pub positions: Vec<Position>,
+    /// The time stored with every event of the append (and with its command record):
+    /// one per append, the `recorded_at` that reads return for these positions. An
+    /// append of no events without a command stores nothing; then it is the time the
+    /// expected version was checked.
+    pub recorded_at: Timestamp,
+}
+
+/// One stream of an aggregate type, as [`EventStore::list_streams`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its current version: the version of its last event.
+    pub version: Version,
+    /// When its first event (the lowest version) was recorded.
+    pub first_recorded_at: Timestamp,
+    /// When its last event (version [`StreamInfo::version`]) was recorded.
+    pub last_recorded_at: Timestamp,
 }
 
 /// What an idempotent command stored, recorded under its command id by
@@ -43,7 +63,7 @@ pub struct CommandRecord {
     pub stream: StreamId,
     /// The versions and positions it stored.
     pub result: AppendResult,
-    /// When it was stored.
+    /// When it was stored (the same as `result.recorded_at`).
     pub recorded_at: Timestamp,
 }
 
@@ -159,6 +179,104 @@ pub trait EventStore: Send + Sync {
         visit: &mut Visitor<'_>,
     ) -> Result<(), ReadError>;
 
+    /// Calls `visit` with the events after global position `after` that `filter`
+    /// matches, in global order, at most `max_count` of them. Stops at the first error.
+    ///
+    /// The default pages through [`EventStore::read_all_with`] and filters in Rust, so
+    /// it reads every event after `after`; [`SqliteStore`] and `PostgresStore` filter in
+    /// SQL over the indexes by event type and by aggregate type, so that a read costs
+    /// about what it returns.
+    ///
+    /// ```
+    /// use eventsource::{EventFilter, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore, StreamId};
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// store.append(&StreamId::new("account", "a-1"), ExpectedVersion::Any, &[
+    ///     NewEvent::new("account.opened", 1, "{}"),
+    ///     NewEvent::new("money.deposited", 1, r#"{"amount":5}"#),
+    /// ])?;
+    /// store.append(&StreamId::new("order", "o-1"), ExpectedVersion::Any, &[
+    ///     NewEvent::new("order.placed", 1, "{}"),
+    /// ])?;
+    /// let mut seen = Vec::new();
+    /// let deposits = EventFilter::all().event_type("money.deposited");
+    /// store.read_all_filtered_with(Position::START, &deposits, 100, &mut |e| {
+    ///     seen.push((e.position.get(), e.stream_id.to_owned()));
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(seen, [(2, "a-1".to_owned())]);
+    /// # Ok::<(), eventsource::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The visitor's error; [`ReadError::Store`] when the backend fails, or with
+    /// [`StoreError::InvalidStreamId`] when an aggregate type of the filter cannot be
+    /// stored ([`EventFilter::validate`]).
+    fn read_all_filtered_with(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        max_count: usize,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), ReadError> {
+        filter.validate().map_err(StoreError::from)?;
+        let mut after = after;
+        let mut left = max_count;
+        while left > 0 {
+            let mut seen = 0;
+            self.read_all_with(after, PAGE_SIZE, &mut |event| {
+                seen += 1;
+                after = event.position;
+                if left > 0 && filter.matches(event.aggregate_type, event.event_type) {
+                    left -= 1;
+                    visit(event)?;
+                }
+                Ok(())
+            })?;
+            if seen < PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` streams of the aggregate type `aggregate_type` whose id sorts after
+    /// `after` (byte-wise; `None`: from the first), in that order: the next page of a
+    /// listing, whose last id is the `after` of the page after it. The default refuses
+    /// with [`StoreError::Unsupported`].
+    ///
+    /// ```
+    /// use eventsource::{EventStore, ExpectedVersion, NewEvent, SqliteStore, StreamId, Version};
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// for id in ["c", "a", "b"] {
+    ///     store.append(&StreamId::new("note", id), ExpectedVersion::Any, &[NewEvent::new("note.added", 1, "{}")])?;
+    /// }
+    /// let first = store.list_streams("note", None, 2)?;
+    /// let ids: Vec<&str> = first.iter().map(|s| s.stream.id()).collect();
+    /// assert_eq!(ids, ["a", "b"]);
+    /// assert_eq!(first[0].version, Version::new(1));
+    /// let next = store.list_streams("note", Some(ids[1]), 2)?;
+    /// assert_eq!(next.len(), 1);
+    /// assert_eq!(next[0].stream, StreamId::new("note", "c"));
+    /// # Ok::<(), eventsource::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the backend fails; [`StoreError::InvalidStreamId`] when `aggregate_type` or
+    /// `after` cannot be part of a stream id ([`StreamId::validate`]).
+    fn list_streams(
+        &self,
+        aggregate_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        let _ = (aggregate_type, after, limit);
+        Err(StoreError::Unsupported {
+            feature: "listing streams",
+        })
+    }
+
     /// [`EventStore::read_stream_with`] for replay: the visitor sees only what decoding
     /// needs ([`EventData`]), so a backend can read fewer columns. The default forwards to
     /// `read_stream_with`.
@@ -234,6 +352,36 @@ pub trait EventStore: Send + Sync {
             done: false,
         }
     }
+
+    /// The events after global position `after` that `filter` matches, in global order,
+    /// as an iterator that reads pages of bounded size (see
+    /// [`EventStore::read_all_filtered_with`]).
+    ///
+    /// ```
+    /// use eventsource::{EventFilter, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore, StreamId};
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// for (ty, id) in [("account", "a-1"), ("order", "o-1"), ("account", "a-2")] {
+    ///     store.append(&StreamId::new(ty, id), ExpectedVersion::Any, &[NewEvent::new(format!("{ty}.created"), 1, "{}")])?;
+    /// }
+    /// let accounts: Vec<u64> = store
+    ///     .read_all_filtered(Position::START, EventFilter::all().aggregate_type("account"))
+    ///     .map(|e| e.map(|e| e.position.get()))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(accounts, [1, 3]);
+    /// # Ok::<(), eventsource::Error>(())
+    /// ```
+    fn read_all_filtered(&self, after: Position, filter: EventFilter) -> Events<'_, Self>
+    where
+        Self: Sized,
+    {
+        Events {
+            store: self,
+            cursor: Cursor::Filtered { after, filter },
+            page: VecDeque::new(),
+            done: false,
+        }
+    }
 }
 
 /// How many events the iterators fetch per page.
@@ -242,12 +390,22 @@ const PAGE_SIZE: usize = 512;
 /// Where a paged read goes on from.
 #[derive(Debug)]
 enum Cursor {
-    Stream { stream: StreamId, next: Version },
-    All { after: Position },
+    Stream {
+        stream: StreamId,
+        next: Version,
+    },
+    All {
+        after: Position,
+    },
+    Filtered {
+        after: Position,
+        filter: EventFilter,
+    },
 }
 
 /// Iterator over stored events, fetched a page at a time: see
-/// [`EventStore::read_stream`] and [`EventStore::read_all`].
+/// [`EventStore::read_stream`], [`EventStore::read_all`] and
+/// [`EventStore::read_all_filtered`].
 #[derive(Debug)]
 pub struct Events<'s, S> {
     store: &'s S,
@@ -273,6 +431,9 @@ impl<S: EventStore> Iterator for Events<'_, S> {
                     .store
                     .read_stream_with(stream, *next, PAGE_SIZE, &mut visit),
                 Cursor::All { after } => self.store.read_all_with(*after, PAGE_SIZE, &mut visit),
+                Cursor::Filtered { after, filter } => self
+                    .store
+                    .read_all_filtered_with(*after, filter, PAGE_SIZE, &mut visit),
             };
             self.done = count < PAGE_SIZE;
             if let Err(e) = result {
@@ -283,7 +444,7 @@ impl<S: EventStore> Iterator for Events<'_, S> {
         if let Ok(event) = &item {
             match &mut self.cursor {
                 Cursor::Stream { next, .. } => *next = event.version.next(),
-                Cursor::All { after } => *after = event.position,
+                Cursor::All { after } | Cursor::Filtered { after, .. } => *after = event.position,
             }
         } else {
             // After an error the position is unknown: stop.
@@ -308,6 +469,12 @@ macro_rules! forward_event_store {
             }
             fn read_all_with(&self, after: Position, max_count: usize, visit: &mut Visitor<'_>) -> Result<(), ReadError> {
                 (**self).read_all_with(after, max_count, visit)
+            }
+            fn read_all_filtered_with(&self, after: Position, filter: &EventFilter, max_count: usize, visit: &mut Visitor<'_>) -> Result<(), ReadError> {
+                (**self).read_all_filtered_with(after, filter, max_count, visit)
+            }
+            fn list_streams(&self, aggregate_type: &str, after: Option<&str>, limit: usize) -> Result<Vec<StreamInfo>, StoreError> {
+                (**self).list_streams(aggregate_type, after, limit)
             }
             fn replay_stream_with(&self, stream: &StreamId, from: Version, max_count: usize, visit: &mut DataVisitor<'_>) -> Result<(), ReadError> {
                 (**self).replay_stream_with(stream, from, max_count, visit)

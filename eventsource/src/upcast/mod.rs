@@ -15,8 +15,8 @@
 //! at a version the aggregate cannot decode and a cycle are errors before any read.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::aggregate::EventSet;
 use crate::error::ReadError;
-use crate::event::{DecodeFailure, Payload, RecordedEventRef};
+use crate::event::{DecodeFailure, Payload, RecordedEvent, RecordedEventRef};
 
 pub use self::validate::RegistrationError;
 
@@ -533,6 +533,82 @@ impl Upcasters {
                     source,
                 },
             })
+    }
+
+    /// [`Upcasters::decode`] for an event read into memory ([`RecordedEvent`], as the
+    /// iterators [`EventStore::read_all`](crate::EventStore::read_all) and
+    /// [`EventStore::read_all_filtered`](crate::EventStore::read_all_filtered) yield).
+    ///
+    /// # Errors
+    /// As [`Upcasters::decode`].
+    ///
+    /// ```
+    /// use eventsource::{event, Aggregate, Apply, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore, StreamId, Upcasters};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[event(name = "note.added")]
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// pub struct NoteAdded { pub text: String }
+    ///
+    /// #[derive(Debug, Default, Aggregate)]
+    /// #[aggregate(name = "note", events(NoteAdded))]
+    /// pub struct Note;
+    /// # impl Apply<NoteAdded> for Note { fn apply(&mut self, _: &NoteAdded) {} }
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// store.append(&StreamId::new("note", "1"), ExpectedVersion::Any, &[NewEvent::new("memo", 1, r#"{"text":"hi"}"#)])?;
+    /// let upcasters = Upcasters::new().rename("memo", 1, "note.added", 1);
+    /// let mut texts = Vec::new();
+    /// for stored in store.read_all_filtered(Position::START, EventFilter::all().aggregate_type("note")) {
+    ///     upcasters.decode_recorded(&stored?, |NoteEvent::NoteAdded(e)| texts.push(e.text))?;
+    /// }
+    /// assert_eq!(texts, ["hi"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode_recorded<E: EventSet>(
+        &self,
+        event: &RecordedEvent,
+        mut f: impl FnMut(E),
+    ) -> Result<(), ReadError> {
+        let payload = Payload::Text(&event.payload);
+        self.lift(&event.event_type, event.event_version, payload, &mut f)
+            .map_err(|failure| match failure {
+                LiftError::Upcast(source) => ReadError::Upcast {
+                    at: Box::new(event.location()),
+                    source,
+                },
+                LiftError::Decode(source) => ReadError::Decode {
+                    at: Box::new(event.location()),
+                    source,
+                },
+            })
+    }
+
+    /// The stored event types that may decode, through these upcasters, into an event
+    /// whose type is named in `names`: the names themselves and every registered type
+    /// from which a chain of declared outputs leads to one of them (by name, whatever
+    /// the versions: a superset is harmless, the reader keeps only what it asked for).
+    pub(crate) fn sources_of(&self, names: &mut BTreeSet<String>) {
+        loop {
+            let before = names.len();
+            for (event_type, versions) in &self.by_type {
+                if names.contains(event_type) {
+                    continue;
+                }
+                let leads_in = versions.values().any(|entry| {
+                    entry
+                        .outputs
+                        .iter()
+                        .any(|out| names.contains(&out.event_type))
+                });
+                if leads_in {
+                    names.insert(event_type.clone());
+                }
+            }
+            if names.len() == before {
+                return;
+            }
+        }
     }
 
     /// [`Upcasters::decode`] without a location: upcasts a stored (type, version,

@@ -1,7 +1,7 @@
 //! Helper process of `tests/reliability_projection_crash.rs`: runs the balances
 //! projection (`eventsource_tests::read_model::Balances`) over a store until it has
-//! caught up, slowly (a pause in every handler, small batches), so that a SIGKILL lands
-//! in the middle of a batch.
+//! caught up, in small batches, printing `event <position>` as each event is handled
+//! (before its batch commits), so that a test can kill it in the middle of a batch.
 //!
 //! ```text
 //! es_projector <path>
@@ -13,7 +13,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use eventsource::{PostgresStore, ProjectionStore, Projector, SqliteStore};
 use eventsource_tests::read_model::{Balances, Db};
@@ -24,7 +23,7 @@ const USAGE: &str = "usage: es_projector <path> | --postgres <url> <schema>";
 
 fn run<S: ProjectionStore>(store: S, db: &Db) -> Result<(), Error> {
     let mut balances = Balances::new(db);
-    balances.delay = Duration::from_micros(300);
+    balances.announce = true;
     let mut projector = Projector::new(store, balances).batch_size(13);
     let mut out = std::io::stdout();
     // `rebuild` reports each batch; the first run resets an empty read model only.

@@ -15,16 +15,19 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
 use self::read::{
-    LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM, REPLAY_STREAM, STREAM_VERSION, decode_data,
-    decode_row, decode_row_with_stream,
+    LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM,
+    REPLAY_STREAM, STREAM_VERSION, decode_data, decode_row, decode_row_with_stream,
+    explain_filtered, filtered_row, query_filtered,
 };
 use self::schema::{prepare_schema, quote_schema};
 use self::write::{
     APPEND, AppendFailure, Batch, CHECK_JSON, FIND_EVENTS, SAVE_SNAPSHOT, STORED_IDS, find_batch,
 };
-use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
+use super::{
+    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo, Visitor,
+};
 use crate::error::{AppendError, ReadError, StoreError};
-use crate::event::NewEvent;
+use crate::event::{NewEvent, Timestamp};
 use crate::snapshot::Snapshot;
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
@@ -34,6 +37,9 @@ const DEFAULT_SCHEMA: &str = "public";
 /// First key of the append lock ("ESRC"); the second is the `events` table's oid, so
 /// stores in different schemas do not wait for each other.
 const APPEND_LOCK_CLASS: i32 = 0x4553_5243;
+
+/// How many rows a filtered read fetches per statement.
+const FILTERED_PAGE: usize = 512;
 
 /// How many idle connections the pool keeps; more are closed when returned.
 const MAX_IDLE: usize = 16;
@@ -62,6 +68,8 @@ struct Sql {
     check_json: String,
     load_snapshot: String,
     save_snapshot: String,
+    list_streams_first: String,
+    list_streams_after: String,
 }
 
 impl Sql {
@@ -92,6 +100,8 @@ impl Sql {
             check_json: CHECK_JSON.into(),
             load_snapshot: spell(LOAD_SNAPSHOT),
             save_snapshot: spell(SAVE_SNAPSHOT),
+            list_streams_first: spell(LIST_STREAMS_FIRST),
+            list_streams_after: spell(LIST_STREAMS_AFTER),
         }
     }
 }
@@ -343,6 +353,42 @@ impl PostgresStore {
         &self.schema
     }
 
+    /// `EXPLAIN (ANALYZE, TIMING OFF)` of the statement
+    /// [`EventStore::read_all_filtered_with`] runs for `filter` after `after`, one line
+    /// per plan line. Not public API: for the tests that check that a filtered read does
+    /// not sort a large input.
+    ///
+    /// # Errors
+    /// When PostgreSQL fails.
+    #[doc(hidden)]
+    pub fn explain_filtered(
+        &self,
+        filter: &EventFilter,
+        after: Position,
+    ) -> Result<String, StoreError> {
+        self.with_conn(|conn| explain_filtered(&mut conn.client, &self.sql.schema, after, filter))
+    }
+
+    /// `EXPLAIN` of the statement [`EventStore::list_streams`] runs for a later page. Not
+    /// public API: for the tests of its plan.
+    ///
+    /// # Errors
+    /// When PostgreSQL fails.
+    #[doc(hidden)]
+    pub fn explain_list_streams(&self, aggregate_type: &str) -> Result<String, StoreError> {
+        let statement = format!("EXPLAIN {}", self.sql.list_streams_after);
+        self.with_conn(|conn| {
+            let rows = conn
+                .client
+                .query(statement.as_str(), &[&aggregate_type, &"", &10_i64])?;
+            let lines = rows
+                .iter()
+                .map(|row| row.try_get::<_, String>(0))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(lines.join("\n"))
+        })
+    }
+
     /// Runs `f` on an idle connection, opening one when none is idle. The connection goes
     /// back to the pool unless it failed or `f` left it unusable.
     fn with_conn<T, E: From<StoreError>>(
@@ -480,6 +526,7 @@ impl EventStore for PostgresStore {
             return Ok(AppendResult {
                 stream_version: actual,
                 positions: Vec::new(),
+                recorded_at: Timestamp::now(),
             });
         }
         self.append_batch(None, stream, expected, &batch)
@@ -543,6 +590,64 @@ impl EventStore for PostgresStore {
                 &params,
                 |row| visit(decode_row_with_stream(row)?),
             )
+        })
+    }
+
+    fn read_all_filtered_with(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        max_count: usize,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), ReadError> {
+        filter.validate().map_err(StoreError::from)?;
+        // Pages of owned rows (see `query_filtered`), so memory stays bounded whatever
+        // `max_count` is. Each page is a statement of its own: positions become visible
+        // in order (see "Global order"), so paging by position misses nothing.
+        let until = Position::new(i64::MAX.unsigned_abs());
+        let mut after = after;
+        let mut left = max_count;
+        while left > 0 {
+            let page = left.min(FILTERED_PAGE);
+            let rows = self.with_conn(|conn| {
+                query_filtered(
+                    &mut conn.client,
+                    &self.sql.schema,
+                    after,
+                    until,
+                    filter,
+                    page,
+                )
+            })?;
+            for row in &rows {
+                let event = filtered_row(row)?;
+                after = event.position;
+                visit(event)?;
+            }
+            if rows.len() < page {
+                break;
+            }
+            left -= rows.len();
+        }
+        Ok(())
+    }
+
+    fn list_streams(
+        &self,
+        aggregate_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        StreamId::new(aggregate_type, after.unwrap_or_default()).validate()?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (statement, after) = match after {
+            Some(after) => (&self.sql.list_streams_after, after),
+            None => (&self.sql.list_streams_first, ""),
+        };
+        self.with_conn(|conn| {
+            read::list_streams(&mut conn.client, statement, aggregate_type, after, limit)
         })
     }
 
@@ -617,6 +722,8 @@ mod tests {
             &sql.find_events,
             &sql.load_snapshot,
             &sql.save_snapshot,
+            &sql.list_streams_first,
+            &sql.list_streams_after,
         ] {
             assert!(!statement.contains("{schema}"), "{statement}");
             assert!(statement.contains(r#""s"."#), "{statement}");

@@ -8,12 +8,13 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel, NoTls};
 
-use super::read::{decode_row_with_stream, saturating_timestamp};
+use super::read::{filtered_row, query_filtered, saturating_timestamp};
 use super::{PostgresStore, sql_int, stored_u64};
 use crate::error::StoreError;
 use crate::projection::{
     BatchOutcome, Checkpoint, Context, Job, ProjectionError, ProjectionStore, Step, Tx,
 };
+use crate::store::EventFilter;
 use crate::version::Position;
 
 /// A runner's connection: it holds the projection's session advisory lock and listens
@@ -38,18 +39,6 @@ impl std::fmt::Debug for PgSession {
 
 fn head_sql(schema: &str) -> String {
     format!("SELECT coalesce(max(position), 0) FROM {schema}.events")
-}
-
-/// The events of a batch: after the checkpoint, up to the head read in the same
-/// transaction (appends commit in position order under the append lock, so everything
-/// up to a visible head is visible), of the projection's types, in position order.
-fn batch_sql(schema: &str) -> String {
-    format!(
-        "SELECT position, version, event_type, event_version, event_id::text, recorded_at, \
-         payload::text, metadata::text, aggregate_type, stream_id FROM {schema}.events \
-         WHERE position > $1 AND position <= $2 AND event_type = ANY($3) \
-         ORDER BY position LIMIT $4"
-    )
 }
 
 impl PostgresStore {
@@ -128,17 +117,9 @@ impl ProjectionStore for PostgresStore {
         let rows = if job.event_types.is_empty() || head <= after {
             Vec::new()
         } else {
-            let limit = i64::try_from(job.batch_size).unwrap_or(i64::MAX);
-            tx.query(
-                &batch_sql(schema),
-                &[
-                    &sql_int(after.get()),
-                    &sql_int(head.get()),
-                    &job.event_types,
-                    &limit,
-                ],
-            )
-            .map_err(&failed)?
+            let filter = EventFilter::all().event_types(job.event_types.iter().copied());
+            query_filtered(&mut tx, schema, after, head, &filter, job.batch_size)
+                .map_err(|e| ProjectionError::read(projection, e))?
         };
         let mut ctx = Context::new(Tx::Postgres(tx));
         if reset {
@@ -146,8 +127,7 @@ impl ProjectionStore for PostgresStore {
         }
         let mut last = after;
         for row in &rows {
-            let event =
-                decode_row_with_stream(row).map_err(|e| ProjectionError::read(projection, e))?;
+            let event = filtered_row(row).map_err(|e| ProjectionError::read(projection, e))?;
             last = event.position;
             ctx.set_event(event);
             (job.apply)(Step::Event, &mut ctx)?;

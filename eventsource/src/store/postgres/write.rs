@@ -20,7 +20,8 @@ use crate::version::{ExpectedVersion, Position, StreamId, Version};
 /// NULL for a plain append) is not recorded, the stream matches the expectation (`$3`:
 /// 0 any, 1 no stream, 2 stream exists, 3 exactly `$4`, else never) and the versions
 /// fit; then it records the command id with the stream's new version and the events'
-/// positions. It returns what it found either way.
+/// positions. It returns what it found either way, and the time it stored with the events
+/// and the command.
 pub(super) const APPEND: &str = "WITH head AS (SELECT \
        (SELECT coalesce(max(version), 0) FROM {schema}.events \
         WHERE aggregate_type = $1 AND stream_id = $2) AS version, \
@@ -49,7 +50,8 @@ pub(super) const APPEND: &str = "WITH head AS (SELECT \
        ARRAY(SELECT position FROM inserted ORDER BY position), statement_timestamp() \
        FROM head, accepted WHERE accepted.ok AND $10::text IS NOT NULL \
        RETURNING 1) \
-     SELECT head.version, head.position, accepted.ok, head.done FROM head, accepted";
+     SELECT head.version, head.position, accepted.ok, head.done, statement_timestamp() \
+     FROM head, accepted";
 
 pub(super) const STORED_IDS: &str =
     "SELECT event_id::text FROM {schema}.events WHERE event_id = ANY($1::text[]::uuid[])";
@@ -330,6 +332,7 @@ impl Conn {
         let last_position = stored_u64(head.try_get(1).map_err(StoreError::from)?);
         let accepted: bool = head.try_get(2).map_err(StoreError::from)?;
         let done: bool = head.try_get(3).map_err(StoreError::from)?;
+        let recorded_at = read::saturating_timestamp(head.try_get(4).map_err(StoreError::from)?);
         if !accepted {
             drop(tx);
             return Err(AppendFailure::Failed(match command {
@@ -356,6 +359,7 @@ impl Conn {
         let appended = AppendResult {
             stream_version: Version::new(actual.get() + batch.len()),
             positions: (first..first + batch.len()).map(Position::new).collect(),
+            recorded_at,
         };
         match tx.commit() {
             Ok(()) => Ok(appended),

@@ -15,13 +15,16 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 
 use self::read::{
-    LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM, REPLAY_STREAM, decode_row, row_head, text,
+    FilteredQuery, LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND,
+    READ_STREAM, REPLAY_STREAM, decode_row, read_filtered, row_head, text,
 };
 use self::schema::{check_file_len, configure, connect, enable_wal, prepare_schema};
 use self::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, current_version};
 use super::group_commit::{GroupCommit, Request};
 use super::notify::Commits;
-use super::{AppendResult, CommandRecord, DataVisitor, EventStore, Visitor};
+use super::{
+    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo, Visitor,
+};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{EventData, NewEvent, Timestamp};
 use crate::snapshot::Snapshot;
@@ -460,6 +463,7 @@ impl EventStore for SqliteStore {
                 result: AppendResult {
                     stream_version,
                     positions: positions.into_iter().map(Position::new).collect(),
+                    recorded_at: Timestamp::from_micros(recorded_at),
                 },
                 recorded_at: Timestamp::from_micros(recorded_at),
             }))
@@ -541,6 +545,46 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
+    fn read_all_filtered_with(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        max_count: usize,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), ReadError> {
+        let until = Position::new(i64::MAX.unsigned_abs());
+        self.with_reader(|conn| read_filtered(conn, after, until, filter, max_count, visit))
+    }
+
+    fn list_streams(
+        &self,
+        aggregate_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        StreamId::new(aggregate_type, after.unwrap_or_default()).validate()?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (sql, after) = match after {
+            Some(after) => (LIST_STREAMS_AFTER, after),
+            None => (LIST_STREAMS_FIRST, ""),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map((aggregate_type, after, limit), |row| {
+                Ok(StreamInfo {
+                    stream: StreamId::new(aggregate_type, row.get::<_, String>(0)?),
+                    version: row.get(1)?,
+                    first_recorded_at: Timestamp::from_micros(row.get(2)?),
+                    last_recorded_at: Timestamp::from_micros(row.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     fn read_all_with(
         &self,
         after: Position,
@@ -559,6 +603,45 @@ impl EventStore for SqliteStore {
                 visit(decode_row(row, aggregate_type, stream_id)?)?;
             }
             Ok(())
+        })
+    }
+}
+
+impl SqliteStore {
+    /// `EXPLAIN QUERY PLAN` of the statement [`EventStore::read_all_filtered_with`] runs
+    /// for `filter`, one line per step. Not public API: for the tests that check that a
+    /// filtered read never sorts.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    #[doc(hidden)]
+    pub fn explain_filtered(&self, filter: &EventFilter) -> Result<String, StoreError> {
+        let query = FilteredQuery::new(
+            filter,
+            Position::START,
+            Position::new(i64::MAX.unsigned_abs()),
+            512,
+        )?;
+        self.explain(&query.sql, rusqlite::params_from_iter(&query.params))
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the statement [`EventStore::list_streams`] runs. Not public
+    /// API: for the tests of its plan.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    #[doc(hidden)]
+    pub fn explain_list_streams(&self) -> Result<String, StoreError> {
+        self.explain(LIST_STREAMS_AFTER, ("t", "a", 10))
+    }
+
+    fn explain(&self, sql: &str, params: impl rusqlite::Params) -> Result<String, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let lines = stmt
+                .query_map(params, |row| row.get::<_, String>(3))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(lines.join("\n"))
         })
     }
 }

@@ -7,12 +7,13 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
-use super::read::{decode_row, text};
+use super::read::read_filtered;
 use crate::error::{ReadError, StoreError};
 use crate::event::Timestamp;
 use crate::projection::{
     BatchOutcome, Checkpoint, Context, Job, ProjectionError, ProjectionStore, Step, Tx,
 };
+use crate::store::EventFilter;
 use crate::version::Position;
 
 const READ_CHECKPOINT: &str = "SELECT version, position FROM projections WHERE name = ?1";
@@ -22,21 +23,6 @@ const WRITE_CHECKPOINT: &str = "INSERT INTO projections (name, version, position
 const HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
 const CHECKPOINTS: &str =
     "SELECT name, version, position, updated_at FROM projections ORDER BY name";
-
-/// The events of a batch: after the checkpoint, up to the head read in the same
-/// transaction, of the projection's types, in position order. `+event_type` keeps the
-/// planner on the primary key (position order, no sort); `{types}` is one parameter per
-/// type, from `?4`.
-fn batch_sql(types: usize) -> String {
-    let params: Vec<String> = (0..types).map(|i| format!("?{}", i + 4)).collect();
-    format!(
-        "SELECT position, version, event_type, event_version, event_id, recorded_at, payload, \
-         metadata, aggregate_type, stream_id FROM events \
-         WHERE position > ?1 AND position <= ?2 AND +event_type IN ({}) \
-         ORDER BY position LIMIT ?3",
-        params.join(", ")
-    )
-}
 
 thread_local! {
     /// The store (its address) whose projection batch this thread is running: its
@@ -139,29 +125,32 @@ impl ProjectionStore for SqliteStore {
         let mut applied = 0u64;
         let mut last = after;
         if !job.event_types.is_empty() && head > after {
-            let limit = i64::try_from(job.batch_size).unwrap_or(i64::MAX);
-            let mut stmt = tx
-                .prepare_cached(&batch_sql(job.event_types.len()))
-                .map_err(store_error)?;
-            let mut params: Vec<&dyn rusqlite::ToSql> =
-                Vec::with_capacity(3 + job.event_types.len());
-            let (after_sql, head_sql) = (sql_position(after), sql_position(head));
-            params.push(&after_sql);
-            params.push(&head_sql);
-            params.push(&limit);
-            for event_type in job.event_types {
-                params.push(event_type);
-            }
-            let mut rows = stmt.query(params.as_slice()).map_err(store_error)?;
-            while let Some(row) = rows.next().map_err(store_error)? {
-                let event = read_row(row).map_err(|e| ProjectionError::read(projection, e))?;
+            let filter = EventFilter::all().event_types(job.event_types.iter().copied());
+            let mut failure = None;
+            let read = read_filtered(&tx, after, head, &filter, job.batch_size, &mut |event| {
                 last = event.position;
                 // A context per row: the row lives until the next one is fetched.
                 let mut ctx = Context::new(Tx::Sqlite(&tx));
                 ctx.set_event(event);
-                (job.apply)(Step::Event, &mut ctx)?;
-                applied += 1;
+                match (job.apply)(Step::Event, &mut ctx) {
+                    Ok(()) => {
+                        applied += 1;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        // Stops the read; `failure` is what is reported.
+                        Err(ReadError::Corrupt {
+                            position: 0,
+                            reason: "the projection stopped".into(),
+                        })
+                    }
+                }
+            });
+            if let Some(failure) = failure {
+                return Err(failure);
             }
+            read.map_err(|e| ProjectionError::read(projection, e))?;
         }
         // A short batch read everything up to the head: the checkpoint moves there.
         let batch_full = usize::try_from(applied).unwrap_or(usize::MAX) >= job.batch_size;
@@ -226,14 +215,4 @@ impl ProjectionStore for SqliteStore {
             Ok(checkpoints)
         })
     }
-}
-
-/// Borrows one row of [`batch_sql`] as an event.
-fn read_row<'r>(
-    row: &'r rusqlite::Row<'_>,
-) -> Result<crate::event::RecordedEventRef<'r>, ReadError> {
-    let position: i64 = row.get(0)?;
-    let aggregate_type = text(row, 8, position, "aggregate_type")?;
-    let stream_id = text(row, 9, position, "stream_id")?;
-    decode_row(row, aggregate_type, stream_id)
 }

@@ -343,6 +343,7 @@ fn insert(
     Ok(AppendResult {
         stream_version: version,
         positions,
+        recorded_at: Timestamp::from_micros(recorded_at),
     })
 }
 
