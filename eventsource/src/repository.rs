@@ -316,7 +316,54 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     where
         R: IntoEvents<A::Event>,
     {
-        self.run(id, None, metadata, handler)
+        self.run(id, None, None, metadata, handler)
+    }
+
+    /// [`Repository::execute`] against the version the caller saw, not the latest one
+    /// (Marten's `FetchForWriting(id, version)`): for a client that read the aggregate at
+    /// `expected` (an HTTP `If-Match`, say) and decided on what it saw. When the stream
+    /// is at another version, the handler does not run and nothing is stored:
+    /// [`ExecuteError::Conflict`] with `expected` and the `actual` version. A conflict at
+    /// the append is not retried either: the caller must look again.
+    ///
+    /// ```
+    /// use eventsource::{event, Aggregate, Apply, ExecuteError, Repository, SqliteStore, Version};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[event(name = "ticked")]
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// pub struct Ticked;
+    ///
+    /// #[derive(Debug, Default, Aggregate)]
+    /// #[aggregate(name = "clock", events(Ticked))]
+    /// pub struct Clock;
+    /// impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) {} }
+    ///
+    /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?);
+    /// let tick = |_: &Clock| Ok::<_, std::convert::Infallible>(Ticked);
+    /// clocks.execute_expected("c-1", Version::new(0), tick)?;            // as seen: stored
+    /// match clocks.execute_expected("c-1", Version::new(0), tick) {       // stale: refused
+    ///     Err(ExecuteError::Conflict { expected, actual, .. }) => {
+    ///         assert_eq!((expected.get(), actual.get()), (0, 1));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Repository::execute`]; [`ExecuteError::Conflict`] at once when the stream is
+    /// not at `expected`.
+    pub fn execute_expected<R, E>(
+        &self,
+        id: &str,
+        expected: impl Into<Version>,
+        handler: impl FnMut(&A) -> Result<R, E>,
+    ) -> Result<Committed<A>, ExecuteError<E>>
+    where
+        R: IntoEvents<A::Event>,
+    {
+        self.run(id, None, Some(expected.into()), &Metadata::new(), handler)
     }
 
     /// Runs a command at most once: messages are delivered at least once in real
@@ -358,7 +405,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     where
         R: IntoEvents<A::Event>,
     {
-        self.run(id, Some(command_id), &Metadata::new(), handler)
+        self.run(id, Some(command_id), None, &Metadata::new(), handler)
     }
 
     /// [`Repository::execute_once`] with `metadata` stored with every event.
@@ -375,14 +422,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     where
         R: IntoEvents<A::Event>,
     {
-        self.run(id, Some(command_id), metadata, handler)
+        self.run(id, Some(command_id), None, metadata, handler)
     }
 
-    /// Load, decide, append, retry on conflict; with a command id, at most once.
+    /// Load, decide, append, retry on conflict; with a command id, at most once; with an
+    /// expected version, once, against that version only.
     fn run<R, E>(
         &self,
         id: &str,
         command: Option<&str>,
+        expected: Option<Version>,
         metadata: &Metadata,
         mut handler: impl FnMut(&A) -> Result<R, E>,
     ) -> Result<Committed<A>, ExecuteError<E>>
@@ -403,6 +452,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 (Some(cache), 1) => cache.take(id),
                 _ => None,
             };
+            // A cached state at another version than the caller's is of no use to it.
+            let cached = cached.filter(|(_, v)| expected.is_none_or(|e| e == *v));
             let (mut state, version) = if let Some(cached) = cached {
                 cached
             } else {
@@ -411,6 +462,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     .map_err(ExecuteError::Read)?;
                 (loaded.state, loaded.version)
             };
+            if let Some(expected) = expected
+                && expected != version
+            {
+                // The caller decided on another version: the handler does not run.
+                self.keep(id, state, version);
+                return Err(ExecuteError::Conflict {
+                    stream,
+                    expected,
+                    actual: version,
+                    attempts,
+                });
+            }
             let mut events = Vec::new();
             match handler(&state) {
                 Ok(decided) => decided.into_events(&mut events),
@@ -435,12 +498,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 });
             }
             let new_events = encode(&stream, &events, metadata).map_err(ExecuteError::Append)?;
-            let expected = ExpectedVersion::Exact(version);
+            let exact = ExpectedVersion::Exact(version);
             let appended = match command {
-                None => self.store.append(&stream, expected, &new_events),
+                None => self.store.append(&stream, exact, &new_events),
                 Some(command_id) => {
                     self.store
-                        .append_command(command_id, &stream, expected, &new_events)
+                        .append_command(command_id, &stream, exact, &new_events)
                 }
             };
             match appended {
@@ -461,7 +524,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         already_done: false,
                     });
                 }
-                Err(AppendError::Conflict { actual, .. }) if attempts > self.retries => {
+                Err(AppendError::Conflict { actual, .. })
+                    if attempts > self.retries || expected.is_some() =>
+                {
                     return Err(ExecuteError::Conflict {
                         stream,
                         expected: version,

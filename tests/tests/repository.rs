@@ -392,3 +392,60 @@ fn events_encode_with_their_current_type_and_version() -> TestResult {
     assert_eq!(e.encode()?, r#"{"owner":"o","currency":"EUR"}"#);
     Ok(())
 }
+
+/// `execute_expected` runs the handler only on the version the caller saw, and never
+/// retries: a stale version is a conflict before the handler, a concurrent append a
+/// conflict after it; with the cache too.
+#[test]
+fn execute_expected_runs_only_on_the_version_seen() -> TestResult {
+    let tmp = TempStore::new()?;
+    for cached in [false, true] {
+        let store = Arc::new(SqliteStore::open(&tmp.path)?);
+        let mut accounts = Repository::<Account, _>::new(Arc::clone(&store));
+        if cached {
+            accounts = accounts.with_cache(10);
+        }
+        let id = format!("acc-{cached}");
+        accounts.execute(&id, |a| a.open("ann"))?;
+        let committed = accounts.execute_expected(&id, Version::new(1), |a| a.deposit(5))?;
+        assert_eq!(committed.version, Version::new(2));
+
+        // Stale: the handler does not run.
+        let mut calls = 0;
+        match accounts.execute_expected(&id, Version::new(1), |a| {
+            calls += 1;
+            a.deposit(7)
+        }) {
+            Err(ExecuteError::Conflict {
+                expected,
+                actual,
+                attempts: 1,
+                ..
+            }) => assert_eq!((expected, actual), (Version::new(1), Version::new(2))),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(calls, 0);
+
+        // Another writer appends while the handler decides: one conflict, no retry.
+        let other = Repository::<Account, _>::new(Arc::clone(&store));
+        let mut calls = 0;
+        let result = accounts.execute_expected(&id, Version::new(2), |a| {
+            calls += 1;
+            other
+                .execute(&id, |b| b.deposit(1))
+                .map_err(|_| BankError::NotOpen)?;
+            a.deposit(9)
+        });
+        assert!(
+            matches!(result, Err(ExecuteError::Conflict { actual, attempts: 1, .. }) if actual == Version::new(3)),
+            "{result:?}"
+        );
+        assert_eq!(calls, 1);
+        let account = accounts.load(&id)?;
+        assert_eq!(
+            (account.version, account.state.balance),
+            (Version::new(3), 6)
+        );
+    }
+    Ok(())
+}
