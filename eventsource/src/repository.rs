@@ -447,21 +447,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            // Only the first attempt may trust the cache: after a conflict it is stale.
-            let cached = match (&self.cache, attempts) {
-                (Some(cache), 1) => cache.take(id),
-                _ => None,
-            };
-            // A cached state at another version than the caller's is of no use to it.
-            let cached = cached.filter(|(_, v)| expected.is_none_or(|e| e == *v));
-            let (mut state, version) = if let Some(cached) = cached {
-                cached
-            } else {
-                let loaded = self
-                    .replay(stream.clone(), Version::MAX)
-                    .map_err(ExecuteError::Read)?;
-                (loaded.state, loaded.version)
-            };
+            let (mut state, version) = self
+                .current(id, &stream, attempts, expected)
+                .map_err(ExecuteError::Read)?;
             if let Some(expected) = expected
                 && expected != version
             {
@@ -553,6 +541,28 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Err(e) => return Err(ExecuteError::Append(e)),
             }
         }
+    }
+
+    /// The state a command's attempt decides on: the cached one on the first attempt
+    /// (when it is at the version the caller expects, if any), else a replay.
+    fn current(
+        &self,
+        id: &str,
+        stream: &StreamId,
+        attempts: u32,
+        expected: Option<Version>,
+    ) -> Result<(A, Version), ReadError> {
+        // Only the first attempt may trust the cache: after a conflict it is stale.
+        let cached = match (&self.cache, attempts) {
+            (Some(cache), 1) => cache.take(id),
+            _ => None,
+        };
+        // A cached state at another version than the caller's is of no use to it.
+        if let Some(cached) = cached.filter(|(_, v)| expected.is_none_or(|e| e == *v)) {
+            return Ok(cached);
+        }
+        let loaded = self.replay(stream.clone(), Version::MAX)?;
+        Ok((loaded.state, loaded.version))
     }
 
     /// The recorded outcome of `command_id`, rebuilt from the store, if it ran.
