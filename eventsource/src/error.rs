@@ -80,6 +80,10 @@ pub enum StoreError {
     /// unknown (it may or may not be stored). Reload and check before retrying.
     #[error("the append was interrupted: the thread committing it panicked")]
     Interrupted,
+    /// The async runtime shut down before the operation started on its blocking pool
+    /// (feature `tokio`): nothing ran, nothing was stored.
+    #[error("the async runtime is shutting down: the operation did not run")]
+    ShuttingDown,
     /// SQLite reported an error; the message is SQLite's.
     #[error("sqlite error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -37,6 +37,8 @@
 //! ```
 
 mod aggregate;
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod backoff;
 mod cache;
 mod error;
@@ -55,6 +57,8 @@ mod verify;
 mod version;
 
 pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
+#[cfg(feature = "tokio")]
+pub use crate::asynchronous::{AsyncRepository, AsyncStore, AsyncSubscription, run_blocking};
 pub use crate::backoff::Backoff;
 pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
 pub use crate::event::{

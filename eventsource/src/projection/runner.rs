@@ -533,7 +533,7 @@ fn reset_one<P: Projection>(
 
 /// What a spawned runner shares with its handle.
 #[derive(Debug, Default)]
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<SharedState>,
     changed: Condvar,
 }
@@ -550,6 +550,34 @@ struct SharedState {
 struct Stopped(Option<String>);
 
 impl Shared {
+    /// See [`ProjectionHandle::wait_for`].
+    pub(crate) fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), WaitError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if state.checkpoint >= position {
+                return Ok(());
+            }
+            if let Some(Stopped(error)) = &state.stopped {
+                return Err(WaitError::Stopped {
+                    error: error.clone(),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WaitError::TimedOut {
+                    position,
+                    checkpoint: state.checkpoint,
+                });
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     fn advance(&self, position: Position) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if position > state.checkpoint {
@@ -612,35 +640,13 @@ impl<P> ProjectionHandle<P> {
     /// [`WaitError::TimedOut`] after `timeout`, [`WaitError::Stopped`] when the runner
     /// stopped first.
     pub fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), WaitError> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if state.checkpoint >= position {
-                return Ok(());
-            }
-            if let Some(Stopped(error)) = &state.stopped {
-                return Err(WaitError::Stopped {
-                    error: error.clone(),
-                });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(WaitError::TimedOut {
-                    position,
-                    checkpoint: state.checkpoint,
-                });
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.shared.wait_for(position, timeout)
+    }
+
+    /// What waits for the runner's progress, shareable with another thread.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn waiter(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Asks the runner to stop (it finishes its batch first).

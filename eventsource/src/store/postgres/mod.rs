@@ -264,6 +264,22 @@ pub struct PostgresStore {
     idle: Mutex<Vec<Conn>>,
 }
 
+/// A client closes its connection by blocking on a runtime of its own, which panics on
+/// a thread of a tokio runtime: there, the idle connections close on a thread of their
+/// own (the async facade drops its stores off the runtime; this covers a store dropped
+/// by other async code).
+#[cfg(feature = "tokio")]
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+            if !idle.is_empty() {
+                thread::spawn(move || drop(idle));
+            }
+        }
+    }
+}
+
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `Config`'s Debug redacts the password.
