@@ -36,6 +36,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[macro_use]
+mod trace;
 mod aggregate;
 #[cfg(feature = "tokio")]
 mod asynchronous;

@@ -16,7 +16,7 @@ use crate::aggregate::EventType;
 use crate::cache::StateCache;
 use crate::event::{EventData, EventEnvelope, EventId, Metadata, NewEvent, Payload, Timestamp};
 use crate::snapshot::{SnapshotPolicy, Snapshots};
-use crate::store::{EventFilter, EventStore, Events};
+use crate::store::{AppendResult, EventFilter, EventStore, Events};
 use crate::upcast::{LiftError, Upcasters};
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
@@ -439,15 +439,27 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         R: IntoEvents<A::Event>,
     {
         let stream = self.stream_id(id);
+        let span = trace_span!(
+            "eventsource.execute",
+            aggregate = A::NAME,
+            stream = %stream,
+            command_id = command,
+            expected = expected.map(Version::get),
+            attempts = tracing::field::Empty,
+            events = tracing::field::Empty,
+            version = tracing::field::Empty,
+        );
         if let Some(command_id) = command
             && let Some(done) = self.recorded(&stream, command_id)?
         {
+            trace_debug!(command_id, "the command already ran: its recorded outcome");
             return Ok(done);
         }
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (mut state, version) = self
+            trace_record!(span, "attempts", attempts);
+            let (state, version) = self
                 .current(id, &stream, attempts, expected)
                 .map_err(ExecuteError::Read)?;
             if let Some(expected) = expected
@@ -494,23 +506,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         .append_command(command_id, &stream, exact, &new_events)
                 }
             };
+            trace_record!(span, "events", events.len());
             match appended {
                 Ok(appended) => {
-                    for event in &events {
-                        state.apply_event(event);
-                    }
-                    self.snapshot_if_due(&stream, &state, version, appended.stream_version);
-                    let state = self.keep_copy(id, state, appended.stream_version);
-                    return Ok(Committed {
-                        stream,
-                        version: appended.stream_version,
-                        events,
-                        positions: appended.positions,
-                        event_ids: new_events.iter().map(|e| e.event_id).collect(),
-                        recorded_at: appended.recorded_at,
-                        state,
-                        already_done: false,
-                    });
+                    trace_record!(span, "version", appended.stream_version.get());
+                    let event_ids = new_events.iter().map(|e| e.event_id).collect();
+                    return Ok(
+                        self.committed(id, stream, state, version, events, event_ids, appended)
+                    );
                 }
                 Err(AppendError::Conflict { actual, .. })
                     if attempts > self.retries || expected.is_some() =>
@@ -522,11 +525,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         attempts,
                     });
                 }
-                Err(AppendError::Conflict { .. }) => {
-                    let delay = self.backoff.delay(attempts);
-                    if !delay.is_zero() {
-                        std::thread::sleep(delay);
-                    }
+                Err(AppendError::Conflict { actual, .. }) => {
+                    self.pause_after_conflict(attempts, version, actual);
                 }
                 Err(AppendError::DuplicateCommand { command_id }) => {
                     // Another process ran the same command in between.
@@ -540,6 +540,53 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 // Never retried, `Unknown` least of all: its events may be stored.
                 Err(e) => return Err(ExecuteError::Append(e)),
             }
+        }
+    }
+
+    /// Applies a command's stored events to the state it decided on, saves a snapshot
+    /// if one is due, keeps the state in the cache, and reports what was stored.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one commit")]
+    fn committed(
+        &self,
+        id: &str,
+        stream: StreamId,
+        mut state: A,
+        before: Version,
+        events: Vec<A::Event>,
+        event_ids: Vec<EventId>,
+        appended: AppendResult,
+    ) -> Committed<A> {
+        for event in &events {
+            state.apply_event(event);
+        }
+        self.snapshot_if_due(&stream, &state, before, appended.stream_version);
+        let state = self.keep_copy(id, state, appended.stream_version);
+        Committed {
+            stream,
+            version: appended.stream_version,
+            events,
+            positions: appended.positions,
+            event_ids,
+            recorded_at: appended.recorded_at,
+            state,
+            already_done: false,
+        }
+    }
+
+    /// Waits, after attempt `attempts` lost a race at `version` to a writer that
+    /// reached `actual`, before the command decides again.
+    fn pause_after_conflict(&self, attempts: u32, version: Version, actual: Version) {
+        let delay = self.backoff.delay(attempts);
+        trace_debug!(
+            attempt = attempts,
+            expected = version.get(),
+            actual = actual.get(),
+            delay_us = delay.as_micros(),
+            "conflict: reloading and deciding again"
+        );
+        let _ = (version, actual);
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
     }
 
@@ -796,9 +843,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Folds the stream's events up to version `to` into a state, starting from the
     /// newest usable snapshot.
     fn replay(&self, stream: StreamId, to: Version) -> Result<Loaded<A>, ReadError> {
+        let span = trace_span!(
+            "eventsource.load",
+            aggregate = A::NAME,
+            stream = %stream,
+            snapshot = tracing::field::Empty,
+            version = tracing::field::Empty,
+        );
         if let Some((state, at)) = self.snapshot(&stream, to)?
             && let Some(loaded) = self.replay_after_snapshot(&stream, to, state, at)?
         {
+            trace_record!(span, "snapshot", at.get());
+            trace_record!(span, "version", loaded.version.get());
             return Ok(loaded);
         }
         let mut state = A::default();
@@ -808,6 +864,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             .replay_stream_with(&stream, Version::new(1), max_count, &mut |event| {
                 self.apply_next(&stream, &mut state, &mut version, &event)
             })?;
+        trace_record!(span, "version", version.get());
         Ok(Loaded {
             stream,
             state,

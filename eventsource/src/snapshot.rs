@@ -109,9 +109,19 @@ impl<A> Snapshots<A> {
             return Ok(None);
         };
         // A snapshot that no longer fits the struct is ignored: the events decide.
-        Ok((self.decode)(&snapshot.state)
-            .ok()
-            .map(|state| (state, snapshot.version)))
+        match (self.decode)(&snapshot.state) {
+            Ok(state) => Ok(Some((state, snapshot.version))),
+            Err(e) => {
+                trace_warn!(
+                    stream = %stream,
+                    version = snapshot.version.get(),
+                    error = %e,
+                    "a snapshot no longer decodes: ignored, the events are replayed (bump its state_version?)"
+                );
+                let _ = e;
+                Ok(None)
+            }
+        }
     }
 
     /// Saves a snapshot of `state` if the stream is due after growing from `before` to
@@ -128,14 +138,23 @@ impl<A> Snapshots<A> {
         if !self.policy.is_due(before, after) {
             return;
         }
-        if let Ok(json) = (self.encode)(state) {
-            let snapshot = Snapshot {
-                version: after,
-                state_version: self.policy.current_state_version(),
-                state: json,
-                taken_at: Timestamp::now(),
-            };
-            let _ = store.save_snapshot(stream, &snapshot);
+        let json = match (self.encode)(state) {
+            Ok(json) => json,
+            Err(e) => {
+                trace_warn!(stream = %stream, version = after.get(), error = %e, "the snapshot could not be encoded: not saved");
+                let _ = e;
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            version: after,
+            state_version: self.policy.current_state_version(),
+            state: json,
+            taken_at: Timestamp::now(),
+        };
+        if let Err(e) = store.save_snapshot(stream, &snapshot) {
+            trace_warn!(stream = %stream, version = after.get(), error = %e, "the snapshot could not be saved (the command is committed)");
+            let _ = e;
         }
     }
 }

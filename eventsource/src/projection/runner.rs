@@ -472,7 +472,21 @@ impl<S: ProjectionStore, P: Projection> Projector<S, P> {
                 force_reset,
                 apply: &mut apply,
             };
-            let outcome = self.store.run_batch(session, &mut job)?;
+            let outcome = {
+                let span = trace_span!(
+                    "eventsource.projection.batch",
+                    projection = P::NAME,
+                    version = P::VERSION,
+                    applied = tracing::field::Empty,
+                    checkpoint = tracing::field::Empty,
+                    reset = tracing::field::Empty,
+                );
+                let outcome = self.store.run_batch(session, &mut job)?;
+                trace_record!(span, "applied", outcome.applied);
+                trace_record!(span, "checkpoint", outcome.checkpoint.get());
+                trace_record!(span, "reset", outcome.reset);
+                outcome
+            };
             force_reset = false;
             report.applied += outcome.applied;
             report.batches += 1;

@@ -480,6 +480,11 @@ impl Upcasters {
             // Reversed so that popping yields them in order.
             pending.extend(produced.into_iter().rev());
         }
+        trace_debug!(
+            steps,
+            produced = done.len(),
+            "upcast a stored event through JSON upcasters"
+        );
         Ok(done)
     }
 

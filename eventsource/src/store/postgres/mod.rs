@@ -451,6 +451,13 @@ impl PostgresStore {
         expected: ExpectedVersion,
         batch: &Batch<'_>,
     ) -> Result<AppendResult, AppendError> {
+        let _span = trace_span!(
+            "eventsource.append",
+            backend = "postgres",
+            stream = %stream,
+            events = batch.len(),
+            command_id = command,
+        );
         let unknown =
             match self.with_conn(|conn| conn.append(&self.sql, command, stream, expected, batch)) {
                 Ok(appended) => return Ok(appended),

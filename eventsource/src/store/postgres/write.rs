@@ -114,7 +114,7 @@ impl<'e> Batch<'e> {
         Ok(batch)
     }
 
-    fn len(&self) -> u64 {
+    pub(super) fn len(&self) -> u64 {
         self.events.len() as u64
     }
 }

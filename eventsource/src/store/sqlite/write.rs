@@ -69,6 +69,12 @@ impl SqliteStore {
     /// there are several, and returns one outcome per append, each true: `Ok` only for
     /// an append that is committed, an error only for one that is not.
     pub(super) fn commit(&self, batch: &[Request<'_>]) -> Vec<Outcome> {
+        let _span = trace_span!(
+            "eventsource.append",
+            backend = "sqlite",
+            appends = batch.len(),
+            events = batch.iter().map(|r| r.events.len()).sum::<usize>(),
+        );
         let conn = self.writer();
         let recorded_at = Timestamp::now().as_micros();
         let mut pending: Vec<usize> = (0..batch.len()).collect();
