@@ -11,7 +11,6 @@
 //! table exactly as written; today's code reads them through upcasters, then `Verify`
 //! proves every stored event still decodes.
 
-use std::convert::Infallible;
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -233,9 +232,7 @@ fn run(path: &std::path::Path) -> Result<(), Box<dyn Error>> {
         );
     }
     // Today's code appends today's shapes next to the old rows.
-    accounts.execute("cem", |_| {
-        Ok::<_, Infallible>(MoneyDeposited { amount: 20 })
-    })?;
+    accounts.execute("cem", |_| MoneyDeposited { amount: 20 })?;
 
     let upcasters = upcasters();
     let report = Verify::new(&store)

@@ -591,7 +591,7 @@ impl RecordedEvent {
 /// # impl Apply<NoteAdded> for Note { fn apply(&mut self, _: &NoteAdded) {} }
 ///
 /// let notes = Repository::<Note, _>::new(SqliteStore::in_memory()?);
-/// let committed = notes.execute("n-1", |_| Ok::<_, std::convert::Infallible>(NoteAdded { text: "hi".into() }))?;
+/// let committed = notes.execute("n-1", |_| NoteAdded { text: "hi".into() })?;
 /// let read: Vec<_> = notes.read_all(Position::START).collect::<Result<_, _>>()?;
 /// assert_eq!(read[0].event_id, committed.event_ids[0]);
 /// assert_eq!(read[0].recorded_at, committed.recorded_at);

@@ -6,7 +6,7 @@
 //! appends the new events under optimistic concurrency, all in one append-only table.
 //!
 //! ```
-//! use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
+//! use eventsource::{event, Aggregate, Apply, SqliteStore};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[event(name = "account.opened")]
@@ -28,9 +28,9 @@
 //!     fn apply(&mut self, e: &MoneyDeposited) { self.balance += e.amount; }
 //! }
 //!
-//! let accounts = Repository::<Account, _>::new(SqliteStore::in_memory()?);
-//! accounts.execute("acc-1", |_| Ok::<_, std::convert::Infallible>(AccountOpened { owner: "ann".into() }))?;
-//! accounts.execute("acc-1", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 10 }))?;
+//! let accounts = Account::repository(SqliteStore::in_memory()?); // a Repository<Account, _>
+//! accounts.execute("acc-1", |_| AccountOpened { owner: "ann".into() })?;
+//! accounts.execute("acc-1", |_| MoneyDeposited { amount: 10 })?;
 //! let acc = accounts.load("acc-1")?;
 //! assert_eq!((acc.state.balance, acc.version.get()), (10, 2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -54,7 +54,7 @@ mod upcast;
 mod verify;
 mod version;
 
-pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
+pub use crate::aggregate::{Aggregate, Apply, Decision, EventSet, EventType, IntoEvents};
 pub use crate::backoff::Backoff;
 pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
 pub use crate::event::{
