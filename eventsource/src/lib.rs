@@ -80,6 +80,16 @@ pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upca
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
 pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, Version};
 
+/// The SQLite driver the store is built on, at the version it uses: for
+/// [`SqliteOptions::on_connect`] and [`Context::sqlite`] without pinning a matching
+/// `rusqlite` of your own.
+pub use rusqlite;
+
+/// The PostgreSQL driver [`PostgresStore`] is built on, at the version it uses: for
+/// [`Context::postgres`] without pinning a matching `postgres` of your own.
+#[cfg(feature = "postgres")]
+pub use postgres;
+
 /// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
 #[cfg(feature = "derive")]
 pub use eventsource_derive::Aggregate;
