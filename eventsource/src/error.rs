@@ -142,7 +142,8 @@ fn postgres_transient(e: &postgres::Error) -> bool {
     let Some(db) = e.as_db_error() else {
         // The driver's own errors: an I/O error is a broken connection; the others
         // (a bad parameter, a type mismatch) are bugs.
-        return std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+        return std::error::Error::source(e)
+            .is_some_and(<dyn std::error::Error>::is::<std::io::Error>);
     };
     let code = db.code();
     code.code().starts_with("08")
@@ -547,6 +548,8 @@ mod tests {
         ))
     }
 
+    type Execute = ExecuteError<&'static str>;
+
     fn stream() -> StreamId {
         StreamId::new("account", "1")
     }
@@ -603,7 +606,6 @@ mod tests {
         };
         assert!(!decode.is_transient());
 
-        type Execute = ExecuteError<&'static str>;
         assert!(!Execute::Domain("no").is_transient());
         assert!(
             Execute::Conflict {
