@@ -12,7 +12,6 @@
 // A binary: its items are read, not linked against.
 #![allow(missing_docs, clippy::missing_errors_doc)]
 
-use std::convert::Infallible;
 use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,13 +138,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let accounts = Repository::<Account, _>::new(Arc::clone(&store));
     let run = store.head()?.get();
     let id = format!("acc-{run}");
-    accounts.execute(&id, |_| {
-        Ok::<_, Infallible>(AccountOpened {
-            owner: format!("owner of {id}"),
-        })
+    accounts.execute(&id, |_| AccountOpened {
+        owner: format!("owner of {id}"),
     })?;
-    accounts.execute(&id, |_| Ok::<_, Infallible>(MoneyDeposited { amount: 120 }))?;
-    let done = accounts.execute(&id, |_| Ok::<_, Infallible>(MoneyWithdrawn { amount: 45 }))?;
+    accounts.execute(&id, |_| MoneyDeposited { amount: 120 })?;
+    let done = accounts.execute(&id, |_| MoneyWithdrawn { amount: 45 })?;
 
     // Read-your-writes: wait until the projection has applied the command's events.
     let last = *done.positions.last().ok_or("the command stored no event")?;

@@ -1,11 +1,15 @@
 //! Aggregates: the [`Aggregate`] trait that `#[derive(Aggregate)]` implements, the
 //! [`Apply`] trait the user implements once per event, the generated event enum's
-//! [`EventSet`] trait, and [`IntoEvents`] for what command handlers return.
+//! [`EventSet`] trait, and [`IntoEvents`] and [`Decision`] for what command handlers
+//! return.
 
+use std::convert::Infallible;
 use std::fmt;
 
 use crate::event::{DecodeFailure, Event, Payload};
 use crate::history::EventSchema;
+use crate::repository::Repository;
+use crate::store::EventStore;
 
 /// An aggregate root: a consistency boundary whose state is the fold of its events.
 ///
@@ -45,6 +49,32 @@ pub trait Aggregate: Default + Send + 'static {
 
     /// Applies one event to the state (dispatches to the [`Apply`] impls).
     fn apply_event(&mut self, event: &Self::Event);
+
+    /// A [`Repository`] of this aggregate type in `store`: the same as
+    /// `Repository::<Self, _>::new(store)`, with its defaults (no upcasters, 10 retries,
+    /// the default [`Backoff`](crate::Backoff)).
+    ///
+    /// ```
+    /// use eventsource::{event, Aggregate, Apply, SqliteStore};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[event(name = "light.switched")]
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// pub struct Switched { pub on: bool }
+    ///
+    /// #[derive(Debug, Default, Aggregate)]
+    /// #[aggregate(name = "light", events(Switched))]
+    /// pub struct Light { on: bool }
+    /// impl Apply<Switched> for Light { fn apply(&mut self, e: &Switched) { self.on = e.on; } }
+    ///
+    /// let lights = Light::repository(SqliteStore::in_memory()?);
+    /// lights.execute("hall", |_| Switched { on: true })?;
+    /// assert!(lights.load("hall")?.state.on);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn repository<S: EventStore>(store: S) -> Repository<Self, S> {
+        Repository::new(store)
+    }
 }
 
 /// How an aggregate changes when one event type is applied. Implement it once for each
@@ -210,6 +240,15 @@ macro_rules! tuple_into_events {
                 $($name.into_events(out);)+
             }
         }
+
+        impl<E, $($name: IntoEvents<E>),+> Decision<E> for ($($name,)+) {
+            type Error = Infallible;
+
+            fn decide(self, out: &mut Vec<E>) -> Result<(), Infallible> {
+                self.into_events(out);
+                Ok(())
+            }
+        }
     };
 }
 
@@ -221,3 +260,118 @@ tuple_into_events!(A B C D F);
 tuple_into_events!(A B C D F G);
 tuple_into_events!(A B C D F G H);
 tuple_into_events!(A B C D F G H I);
+
+/// What a command handler returns: `Result<R, E>` with `R` any [`IntoEvents`] and `E` the
+/// handler's own error, or, for a handler that cannot refuse a command, just `R` (its
+/// error type is then [`Infallible`]). [`Repository::execute`] and its siblings, and
+/// [`testing::Given::when`](crate::testing::Given::when), take a handler returning a
+/// `Decision`.
+///
+/// ```
+/// use eventsource::{event, Aggregate, Apply, ExecuteError, SqliteStore};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[event(name = "counter.incremented")]
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Incremented { pub by: u32 }
+///
+/// #[derive(Debug, Default, Aggregate)]
+/// #[aggregate(name = "counter", events(Incremented))]
+/// pub struct Counter { value: u32 }
+/// impl Apply<Incremented> for Counter { fn apply(&mut self, e: &Incremented) { self.value += e.by; } }
+///
+/// #[derive(Debug, PartialEq)]
+/// pub struct TooBig;
+///
+/// impl Counter {
+///     // Cannot fail: returns the events only.
+///     pub fn reset_marker(&self) -> Option<Incremented> { None }
+///     // May refuse: returns a `Result`.
+///     pub fn increment(&self, by: u32) -> Result<Incremented, TooBig> {
+///         if self.value + by > 10 { Err(TooBig) } else { Ok(Incremented { by }) }
+///     }
+/// }
+///
+/// let counters = Counter::repository(SqliteStore::in_memory()?);
+/// counters.execute("c", |_| Incremented { by: 1 })?;          // ExecuteError<Infallible>
+/// counters.execute("c", |c| c.reset_marker())?;
+/// let refused = counters.execute("c", |c| c.increment(10));     // ExecuteError<TooBig>
+/// assert!(matches!(refused, Err(ExecuteError::Domain(TooBig))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// It is implemented for `Result<R, E>` and for each type [`IntoEvents`] is implemented
+/// for here (an event, `()`, `Option`, `Vec`, an array, a tuple). A type of your own
+/// that implements [`IntoEvents`] is returned as `Ok::<_, Infallible>(yours)`, or gets a
+/// `Decision` impl of its own.
+#[diagnostic::on_unimplemented(
+    message = "a command handler must return events or `Result<events, YourError>`, not `{Self}`",
+    label = "returns `{Self}`",
+    note = "events: an `#[event]` type of the aggregate, `()`, an `Option`, a `Vec`, an array or a tuple of them"
+)]
+pub trait Decision<E> {
+    /// The handler's error: [`ExecuteError::Domain`](crate::ExecuteError::Domain) holds
+    /// it.
+    type Error;
+
+    /// Pushes the events decided, in order, onto `out`, or returns the handler's error.
+    ///
+    /// # Errors
+    /// The handler's own error, when it refused the command.
+    fn decide(self, out: &mut Vec<E>) -> Result<(), Self::Error>;
+}
+
+impl<E, R: IntoEvents<E>, Er> Decision<E> for Result<R, Er> {
+    type Error = Er;
+
+    fn decide(self, out: &mut Vec<E>) -> Result<(), Er> {
+        self.map(|events| events.into_events(out))
+    }
+}
+
+// One impl per `IntoEvents` shape above: a blanket `impl<R: IntoEvents<E>> Decision<E>
+// for R` would overlap the `Result` impl (another crate may implement `IntoEvents` for a
+// `Result`).
+impl<E, T: Event + Into<E>> Decision<E> for T {
+    type Error = Infallible;
+
+    fn decide(self, out: &mut Vec<E>) -> Result<(), Infallible> {
+        out.push(self.into());
+        Ok(())
+    }
+}
+
+impl<E> Decision<E> for () {
+    type Error = Infallible;
+
+    fn decide(self, _out: &mut Vec<E>) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+impl<E, T: IntoEvents<E>> Decision<E> for Option<T> {
+    type Error = Infallible;
+
+    fn decide(self, out: &mut Vec<E>) -> Result<(), Infallible> {
+        self.into_events(out);
+        Ok(())
+    }
+}
+
+impl<E, T: Into<E>> Decision<E> for Vec<T> {
+    type Error = Infallible;
+
+    fn decide(self, out: &mut Vec<E>) -> Result<(), Infallible> {
+        self.into_events(out);
+        Ok(())
+    }
+}
+
+impl<E, T: Into<E>, const N: usize> Decision<E> for [T; N] {
+    type Error = Infallible;
+
+    fn decide(self, out: &mut Vec<E>) -> Result<(), Infallible> {
+        self.into_events(out);
+        Ok(())
+    }
+}

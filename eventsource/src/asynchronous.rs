@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::aggregate::{Aggregate, IntoEvents};
+use crate::aggregate::{Aggregate, Decision};
 use crate::error::{AppendError, ExecuteError, ReadError, StoreError};
 use crate::event::{Metadata, NewEvent, RecordedEvent};
 use crate::projection::{ProjectionHandle, ProjectionStore, WaitError};
@@ -100,7 +100,7 @@ async fn blocking<T: Send + 'static>(
 /// # #[tokio::main(flavor = "multi_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let counters = AsyncRepository::new(Repository::<Counter, _>::new(SqliteStore::in_memory()?));
-/// counters.execute("c-1", |_| Ok::<_, std::convert::Infallible>(Incremented { by: 2 })).await?;
+/// counters.execute("c-1", |_| Incremented { by: 2 }).await?;
 /// let counter = counters.load("c-1").await?;
 /// assert_eq!(counter.state.value, 2);
 /// # Ok(())
@@ -201,14 +201,14 @@ impl<A: Aggregate, S: EventStore + 'static> AsyncRepository<A, S> {
     /// # Errors
     /// As [`Repository::execute`]; [`StoreError::ShuttingDown`] when the runtime shuts
     /// down before the command started (nothing ran).
-    pub async fn execute<R, E>(
+    pub async fn execute<D>(
         &self,
         id: impl Into<String>,
-        handler: impl FnMut(&A) -> Result<R, E> + Send + 'static,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D + Send + 'static,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
-        E: Send + 'static,
+        D: Decision<A::Event>,
+        D::Error: Send + 'static,
     {
         self.execute_with(id, Metadata::new(), handler).await
     }
@@ -217,15 +217,15 @@ impl<A: Aggregate, S: EventStore + 'static> AsyncRepository<A, S> {
     ///
     /// # Errors
     /// As [`AsyncRepository::execute`].
-    pub async fn execute_with<R, E>(
+    pub async fn execute_with<D>(
         &self,
         id: impl Into<String>,
         metadata: Metadata,
-        handler: impl FnMut(&A) -> Result<R, E> + Send + 'static,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D + Send + 'static,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
-        E: Send + 'static,
+        D: Decision<A::Event>,
+        D::Error: Send + 'static,
     {
         let (inner, id) = (self.inner.arc(), id.into());
         blocking(move || inner.execute_with(&id, &metadata, handler))
@@ -237,15 +237,15 @@ impl<A: Aggregate, S: EventStore + 'static> AsyncRepository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute_expected`] and [`AsyncRepository::execute`].
-    pub async fn execute_expected<R, E>(
+    pub async fn execute_expected<D>(
         &self,
         id: impl Into<String>,
         expected: impl Into<Version>,
-        handler: impl FnMut(&A) -> Result<R, E> + Send + 'static,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D + Send + 'static,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
-        E: Send + 'static,
+        D: Decision<A::Event>,
+        D::Error: Send + 'static,
     {
         let (inner, id, expected) = (self.inner.arc(), id.into(), expected.into());
         blocking(move || inner.execute_expected(&id, expected, handler))
@@ -258,15 +258,15 @@ impl<A: Aggregate, S: EventStore + 'static> AsyncRepository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute_once`] and [`AsyncRepository::execute`].
-    pub async fn execute_once<R, E>(
+    pub async fn execute_once<D>(
         &self,
         id: impl Into<String>,
         command_id: impl Into<String>,
-        handler: impl FnMut(&A) -> Result<R, E> + Send + 'static,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D + Send + 'static,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
-        E: Send + 'static,
+        D: Decision<A::Event>,
+        D::Error: Send + 'static,
     {
         let (inner, id, command_id) = (self.inner.arc(), id.into(), command_id.into());
         blocking(move || inner.execute_once(&id, &command_id, handler))

@@ -16,8 +16,8 @@ use crate::version::{ExpectedVersion, InvalidStreamId, StreamId, Version};
 
 /// A failure of the storage backend, or a file that is not a store we can use.
 ///
-/// Retrying can help for [`StoreError::Sqlite`] busy/locked errors and lost
-/// connections; the others need a human.
+/// Retrying can help for busy or locked databases and lost connections
+/// ([`StoreError::is_transient`]); the others need a human.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -92,6 +92,76 @@ pub enum StoreError {
     #[cfg(feature = "postgres")]
     #[error("postgres error: {}", postgres_message(.0))]
     Postgres(postgres::Error),
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed if retried as it is, after a moment: SQLite
+    /// reporting the database busy or locked (another writer held it past the busy
+    /// timeout), and on PostgreSQL a lost or refused connection (SQLSTATE class 08, a
+    /// server shutting down, too many connections), a lock or statement timeout
+    /// (`55P03`, `57014`), a serialization failure or a deadlock (`40001`, `40P01`).
+    ///
+    /// `false` for everything that needs a human or a code change, and for
+    /// [`StoreError::Interrupted`], whose append may be stored: check before retrying it
+    /// ([`StoreError::is_outcome_unknown`]).
+    ///
+    /// ```
+    /// use eventsource::{rusqlite, StoreError};
+    ///
+    /// let busy = rusqlite::Error::SqliteFailure(
+    ///     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+    ///     None,
+    /// );
+    /// assert!(StoreError::Sqlite(busy).is_transient());
+    /// assert!(!StoreError::Unsupported { feature: "snapshots" }.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            #[cfg(feature = "postgres")]
+            StoreError::Postgres(e) => postgres_transient(e),
+            _ => false,
+        }
+    }
+
+    /// Whether the append this error ended may or may not be stored:
+    /// [`StoreError::Interrupted`]. Load the stream (or look up the command id) before
+    /// running it again.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::Interrupted)
+    }
+}
+
+/// See [`StoreError::is_transient`].
+#[cfg(feature = "postgres")]
+fn postgres_transient(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+
+    if e.is_closed() {
+        return true;
+    }
+    let Some(db) = e.as_db_error() else {
+        // The driver's own errors: an I/O error is a broken connection; the others
+        // (a bad parameter, a type mismatch) are bugs.
+        return std::error::Error::source(e)
+            .is_some_and(<dyn std::error::Error>::is::<std::io::Error>);
+    };
+    let code = db.code();
+    code.code().starts_with("08")
+        || [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(code)
 }
 
 /// `e` as one line: `SQLSTATE message (detail)` for the server's errors, the driver's
@@ -234,6 +304,43 @@ pub enum AppendError {
     },
 }
 
+impl AppendError {
+    /// Whether the append may succeed if retried: a [`AppendError::Conflict`] (after
+    /// reloading and deciding again: the repository does this itself), or a transient
+    /// store error ([`StoreError::is_transient`]). Never for [`AppendError::Unknown`]:
+    /// the append may be stored, so check before retrying
+    /// ([`AppendError::is_outcome_unknown`]).
+    ///
+    /// ```
+    /// use eventsource::{AppendError, ExpectedVersion, StreamId, Version};
+    ///
+    /// let conflict = AppendError::Conflict {
+    ///     stream: StreamId::new("account", "1"),
+    ///     expected: ExpectedVersion::Exact(Version::new(1)),
+    ///     actual: Version::new(2),
+    /// };
+    /// assert!(conflict.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AppendError::Conflict { .. } => true,
+            AppendError::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether the append may or may not be stored: [`AppendError::Unknown`], or
+    /// [`StoreError::Interrupted`]. Reload the stream (or look up the command id or an
+    /// event id) before appending again.
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            AppendError::Unknown { .. } => true,
+            AppendError::Store(e) => e.is_outcome_unknown(),
+            _ => false,
+        }
+    }
+}
+
 /// Why reading or decoding stored events failed. Each variant about a stored event
 /// names where it is (position, stream, version, type and event version).
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +413,18 @@ pub enum ReadError {
     Store(#[from] StoreError),
 }
 
+impl ReadError {
+    /// Whether the read may succeed if retried: only a transient store error
+    /// ([`StoreError::is_transient`]). An event that cannot be decoded or upcast, or a
+    /// corrupt row, fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReadError::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// Why [`Repository::execute`](crate::Repository::execute) did not commit. Nothing of a
 /// failed command is stored, except after [`ExecuteError::Append`] with
 /// [`AppendError::Unknown`] (or [`StoreError::Interrupted`]): then its events may or may
@@ -352,6 +471,55 @@ pub enum ExecuteError<E> {
     Append(#[source] AppendError),
 }
 
+impl<E> ExecuteError<E> {
+    /// Whether running the same command again may succeed: a
+    /// [`ExecuteError::Conflict`] (the stream kept moving; for
+    /// [`Repository::execute_expected`](crate::Repository::execute_expected) only after
+    /// the caller looked at the new version), or a transient store error while loading
+    /// or appending ([`StoreError::is_transient`]). Never for the handler's own error,
+    /// an event that cannot be decoded, a reused command id, or an append whose outcome
+    /// is unknown ([`ExecuteError::is_outcome_unknown`]: check before retrying).
+    ///
+    /// | error | HTTP status |
+    /// |---|---|
+    /// | [`ExecuteError::Domain`] | 422 |
+    /// | [`ExecuteError::Conflict`] | 409 (412 from `execute_expected`) |
+    /// | `is_transient()` | 503, with `Retry-After` |
+    /// | `is_outcome_unknown()` | 500: check whether it was stored |
+    /// | anything else (decode errors, corrupt rows) | 500 |
+    ///
+    /// ```
+    /// use eventsource::{ExecuteError, StreamId, Version};
+    ///
+    /// let domain: ExecuteError<&str> = ExecuteError::Domain("insufficient funds");
+    /// assert!(!domain.is_transient());
+    /// let conflict: ExecuteError<&str> = ExecuteError::Conflict {
+    ///     stream: StreamId::new("account", "1"),
+    ///     expected: Version::new(1),
+    ///     actual: Version::new(2),
+    ///     attempts: 11,
+    /// };
+    /// assert!(conflict.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ExecuteError::Conflict { .. } => true,
+            ExecuteError::Read(e) => e.is_transient(),
+            ExecuteError::Append(e) => e.is_transient(),
+            ExecuteError::Domain(_) | ExecuteError::CommandIdReused { .. } => false,
+        }
+    }
+
+    /// Whether the command's events may or may not be stored: an append that ended
+    /// with [`AppendError::is_outcome_unknown`]. Load the aggregate and check before
+    /// running the command again (or run it with
+    /// [`Repository::execute_once`](crate::Repository::execute_once), whose rerun
+    /// returns the recorded outcome if it was stored).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, ExecuteError::Append(e) if e.is_outcome_unknown())
+    }
+}
+
 /// Any error of this crate except a command's domain error; convenient with `?`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -372,3 +540,97 @@ pub enum Error {
 
 /// `Result` with this crate's umbrella [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    type Execute = ExecuteError<&'static str>;
+
+    fn stream() -> StreamId {
+        StreamId::new("account", "1")
+    }
+
+    #[test]
+    fn busy_and_locked_sqlite_errors_are_transient_others_are_not() {
+        assert!(sqlite(rusqlite::ffi::SQLITE_BUSY).is_transient());
+        assert!(sqlite(rusqlite::ffi::SQLITE_LOCKED).is_transient());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_FULL).is_transient());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).is_transient());
+        assert!(!StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows).is_transient());
+        assert!(!StoreError::Interrupted.is_transient());
+        assert!(StoreError::Interrupted.is_outcome_unknown());
+        assert!(!sqlite(rusqlite::ffi::SQLITE_BUSY).is_outcome_unknown());
+    }
+
+    #[test]
+    fn conflicts_and_transient_store_errors_are_worth_retrying() {
+        let conflict = AppendError::Conflict {
+            stream: stream(),
+            expected: ExpectedVersion::NoStream,
+            actual: Version::new(1),
+        };
+        assert!(conflict.is_transient() && !conflict.is_outcome_unknown());
+        assert!(AppendError::Store(sqlite(rusqlite::ffi::SQLITE_BUSY)).is_transient());
+        let unknown = AppendError::Unknown {
+            stream: stream(),
+            source: sqlite(rusqlite::ffi::SQLITE_BUSY),
+        };
+        assert!(!unknown.is_transient() && unknown.is_outcome_unknown());
+        let interrupted = AppendError::Store(StoreError::Interrupted);
+        assert!(!interrupted.is_transient() && interrupted.is_outcome_unknown());
+        let duplicate = AppendError::DuplicateCommand {
+            command_id: "c".into(),
+        };
+        assert!(!duplicate.is_transient());
+
+        assert!(ReadError::Store(sqlite(rusqlite::ffi::SQLITE_LOCKED)).is_transient());
+        let gap = ReadError::VersionGap {
+            stream: stream(),
+            after: Version::new(1),
+            found: Version::new(3),
+        };
+        assert!(!gap.is_transient());
+        let decode = ReadError::Decode {
+            at: Box::new(EventLocation {
+                position: crate::Position::new(1),
+                stream: stream(),
+                version: Version::new(1),
+                event_type: "x".into(),
+                event_version: 1,
+            }),
+            source: DecodeFailure::UnknownType,
+        };
+        assert!(!decode.is_transient());
+
+        assert!(!Execute::Domain("no").is_transient());
+        assert!(
+            Execute::Conflict {
+                stream: stream(),
+                expected: Version::new(1),
+                actual: Version::new(2),
+                attempts: 1
+            }
+            .is_transient()
+        );
+        assert!(Execute::Read(ReadError::Store(sqlite(rusqlite::ffi::SQLITE_BUSY))).is_transient());
+        assert!(!Execute::Read(decode).is_transient());
+        assert!(Execute::Append(conflict).is_transient());
+        let unknown = Execute::Append(unknown);
+        assert!(!unknown.is_transient() && unknown.is_outcome_unknown());
+        assert!(
+            !Execute::CommandIdReused {
+                command_id: "c".into(),
+                stream: stream()
+            }
+            .is_transient()
+        );
+    }
+}

@@ -195,9 +195,28 @@ pub struct Timestamp(i64);
 impl Timestamp {
     /// The current time.
     pub fn now() -> Self {
-        let micros = match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Timestamp::from_system_time(SystemTime::now())
+    }
+
+    /// The instant `time`, truncated to whole microseconds (towards the epoch), and
+    /// clamped to the range of an `i64` of microseconds (about 292,000 years either side
+    /// of 1970). Also `Timestamp::from(time)`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    /// use eventsource::Timestamp;
+    ///
+    /// let t = Timestamp::from_system_time(UNIX_EPOCH + Duration::from_nanos(1_500));
+    /// assert_eq!(t.as_micros(), 1);
+    /// let now = SystemTime::now();
+    /// let back: SystemTime = Timestamp::from(now).into();
+    /// assert!(now.duration_since(back)? < Duration::from_micros(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_system_time(time: SystemTime) -> Self {
+        let micros = match time.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-            Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
         };
         Timestamp(micros)
     }
@@ -212,7 +231,16 @@ impl Timestamp {
         self.0
     }
 
-    /// The same instant as a [`SystemTime`].
+    /// The same instant as a [`SystemTime`]. Also `SystemTime::from(timestamp)`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    /// use eventsource::Timestamp;
+    ///
+    /// let t = Timestamp::from_micros(-2_000_001);
+    /// assert_eq!(t.to_system_time(), UNIX_EPOCH - Duration::from_micros(2_000_001));
+    /// assert_eq!(SystemTime::from(t), t.to_system_time());
+    /// ```
     pub fn to_system_time(self) -> SystemTime {
         let magnitude = Duration::from_micros(self.0.unsigned_abs());
         if self.0 >= 0 {
@@ -220,6 +248,20 @@ impl Timestamp {
         } else {
             UNIX_EPOCH - magnitude
         }
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    /// See [`Timestamp::from_system_time`].
+    fn from(time: SystemTime) -> Self {
+        Timestamp::from_system_time(time)
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    /// See [`Timestamp::to_system_time`].
+    fn from(t: Timestamp) -> Self {
+        t.to_system_time()
     }
 }
 
@@ -591,7 +633,7 @@ impl RecordedEvent {
 /// # impl Apply<NoteAdded> for Note { fn apply(&mut self, _: &NoteAdded) {} }
 ///
 /// let notes = Repository::<Note, _>::new(SqliteStore::in_memory()?);
-/// let committed = notes.execute("n-1", |_| Ok::<_, std::convert::Infallible>(NoteAdded { text: "hi".into() }))?;
+/// let committed = notes.execute("n-1", |_| NoteAdded { text: "hi".into() })?;
 /// let read: Vec<_> = notes.read_all(Position::START).collect::<Result<_, _>>()?;
 /// assert_eq!(read[0].event_id, committed.event_ids[0]);
 /// assert_eq!(read[0].recorded_at, committed.recorded_at);
@@ -659,6 +701,20 @@ mod tests {
             Timestamp::from_micros(-1).to_string(),
             "1969-12-31T23:59:59.999999Z"
         );
+    }
+
+    #[test]
+    fn timestamps_convert_to_and_from_system_time() {
+        for micros in [0, 1, -1, 1_700_000_000_123_456, -86_400_000_001] {
+            let t = Timestamp::from_micros(micros);
+            let time = SystemTime::from(t);
+            assert_eq!(Timestamp::from(time), t, "{micros}");
+        }
+        // Below a microsecond: truncated towards the epoch, on both sides.
+        let after = UNIX_EPOCH + Duration::from_nanos(2_999);
+        let before = UNIX_EPOCH - Duration::from_nanos(2_999);
+        assert_eq!(Timestamp::from(after).as_micros(), 2);
+        assert_eq!(Timestamp::from(before).as_micros(), -2);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! appends the new events under optimistic concurrency, all in one append-only table.
 //!
 //! ```
-//! use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
+//! use eventsource::{event, Aggregate, Apply, SqliteStore};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[event(name = "account.opened")]
@@ -28,9 +28,9 @@
 //!     fn apply(&mut self, e: &MoneyDeposited) { self.balance += e.amount; }
 //! }
 //!
-//! let accounts = Repository::<Account, _>::new(SqliteStore::in_memory()?);
-//! accounts.execute("acc-1", |_| Ok::<_, std::convert::Infallible>(AccountOpened { owner: "ann".into() }))?;
-//! accounts.execute("acc-1", |_| Ok::<_, std::convert::Infallible>(MoneyDeposited { amount: 10 }))?;
+//! let accounts = Account::repository(SqliteStore::in_memory()?); // a Repository<Account, _>
+//! accounts.execute("acc-1", |_| AccountOpened { owner: "ann".into() })?;
+//! accounts.execute("acc-1", |_| MoneyDeposited { amount: 10 })?;
 //! let acc = accounts.load("acc-1")?;
 //! assert_eq!((acc.state.balance, acc.version.get()), (10, 2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -58,7 +58,7 @@ mod upcast;
 mod verify;
 mod version;
 
-pub use crate::aggregate::{Aggregate, Apply, EventSet, EventType, IntoEvents};
+pub use crate::aggregate::{Aggregate, Apply, Decision, EventSet, EventType, IntoEvents};
 #[cfg(feature = "tokio")]
 pub use crate::asynchronous::{AsyncRepository, AsyncStore, AsyncSubscription, run_blocking};
 pub use crate::backoff::Backoff;
@@ -85,6 +85,16 @@ pub use crate::subscription::Subscription;
 pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
 pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, Version};
+
+/// The SQLite driver the store is built on, at the version it uses: for
+/// [`SqliteOptions::on_connect`] and [`Context::sqlite`] without pinning a matching
+/// `rusqlite` of your own.
+pub use rusqlite;
+
+/// The PostgreSQL driver [`PostgresStore`] is built on, at the version it uses: for
+/// [`Context::postgres`] without pinning a matching `postgres` of your own.
+#[cfg(feature = "postgres")]
+pub use postgres;
 
 /// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
 #[cfg(feature = "derive")]
@@ -123,3 +133,10 @@ pub mod __private {
         true
     }
 }
+
+/// The README's Rust snippets, compiled and run as doctests so they cannot rot (with
+/// every feature on, as `cargo test --workspace` builds this crate: the snippets use
+/// PostgreSQL and tokio; a doctest cannot see the crate's features itself).
+#[cfg(all(doctest, feature = "postgres", feature = "tokio"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

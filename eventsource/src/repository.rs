@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::aggregate::{Aggregate, EventSet, IntoEvents};
+use crate::aggregate::{Aggregate, Decision, EventSet};
 use crate::backoff::Backoff;
 use crate::error::{AppendError, ExecuteError, ReadError};
 use serde::Serialize;
@@ -141,7 +141,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?).with_cache(10_000);
     /// for _ in 0..3 {
-    ///     clocks.execute("c", |_| Ok::<_, std::convert::Infallible>(Ticked))?;
+    ///     clocks.execute("c", |_| Ticked)?;
     /// }
     /// assert_eq!(clocks.load("c")?.state.ticks, 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -172,7 +172,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?)
     ///     .with_snapshots(SnapshotPolicy::every(2));
     /// for _ in 0..5 {
-    ///     clocks.execute("c", |_| Ok::<_, std::convert::Infallible>(Ticked))?;
+    ///     clocks.execute("c", |_| Ticked)?;
     /// }
     /// let stream = clocks.stream_id("c");
     /// let snapshot = clocks.store().load_snapshot(&stream, Version::MAX, 1)?;
@@ -239,7 +239,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?)
     ///     .with_retries(20)
     ///     .with_backoff(Backoff::exponential(Duration::from_millis(2), Duration::from_millis(100)));
-    /// clocks.execute("c", |_| Ok::<_, std::convert::Infallible>(Ticked))?;
+    /// clocks.execute("c", |_| Ticked)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
@@ -282,6 +282,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// appended in between, reloads and calls `handler` again, up to the configured
     /// number of retries.
     ///
+    /// `handler` returns a [`Decision`]: events (one, an `Option`, a `Vec`, an array, a
+    /// tuple, `()`), or `Result<events, YourError>` when it may refuse the command.
+    ///
     /// # Errors
     /// [`ExecuteError::Domain`] with the handler's error; [`ExecuteError::Conflict`] when
     /// every attempt lost the race; [`ExecuteError::Read`] or [`ExecuteError::Append`]
@@ -291,13 +294,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// answer to its commit and could not find out whether the events are stored. The
     /// handler is never run again after that (a rerun could store the command twice):
     /// load the aggregate and check before running the command again.
-    pub fn execute<R, E>(
+    pub fn execute<D>(
         &self,
         id: &str,
-        handler: impl FnMut(&A) -> Result<R, E>,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
         self.execute_with(id, &Metadata::new(), handler)
     }
@@ -307,14 +310,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute`].
-    pub fn execute_with<R, E>(
+    pub fn execute_with<D>(
         &self,
         id: &str,
         metadata: &Metadata,
-        handler: impl FnMut(&A) -> Result<R, E>,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
         self.run(id, None, None, metadata, handler)
     }
@@ -340,7 +343,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) {} }
     ///
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?);
-    /// let tick = |_: &Clock| Ok::<_, std::convert::Infallible>(Ticked);
+    /// let tick = |_: &Clock| Ticked;
     /// clocks.execute_expected("c-1", Version::new(0), tick)?;            // as seen: stored
     /// match clocks.execute_expected("c-1", Version::new(0), tick) {       // stale: refused
     ///     Err(ExecuteError::Conflict { expected, actual, .. }) => {
@@ -354,14 +357,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # Errors
     /// As [`Repository::execute`]; [`ExecuteError::Conflict`] at once when the stream is
     /// not at `expected`.
-    pub fn execute_expected<R, E>(
+    pub fn execute_expected<D>(
         &self,
         id: &str,
         expected: impl Into<Version>,
-        handler: impl FnMut(&A) -> Result<R, E>,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
         self.run(id, None, Some(expected.into()), &Metadata::new(), handler)
     }
@@ -380,7 +383,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # #[derive(Debug, Default, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
     /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?);
-    /// let tick = |_: &Clock| Ok::<_, std::convert::Infallible>(Ticked);
+    /// let tick = |_: &Clock| Ticked;
     /// let first = clocks.execute_once("c", "msg-17", tick)?;
     /// let again = clocks.execute_once("c", "msg-17", tick)?; // redelivered
     /// assert_eq!((first.already_done, again.already_done), (false, true));
@@ -396,14 +399,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// recorded outcome is never reported unless it is true); [`ExecuteError::Append`] with
     /// [`StoreError::Unsupported`](crate::StoreError::Unsupported) for a store without
     /// idempotent commands.
-    pub fn execute_once<R, E>(
+    pub fn execute_once<D>(
         &self,
         id: &str,
         command_id: &str,
-        handler: impl FnMut(&A) -> Result<R, E>,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
         self.run(id, Some(command_id), None, &Metadata::new(), handler)
     }
@@ -412,31 +415,31 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// # Errors
     /// As [`Repository::execute_once`].
-    pub fn execute_once_with<R, E>(
+    pub fn execute_once_with<D>(
         &self,
         id: &str,
         command_id: &str,
         metadata: &Metadata,
-        handler: impl FnMut(&A) -> Result<R, E>,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        handler: impl FnMut(&A) -> D,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
         self.run(id, Some(command_id), None, metadata, handler)
     }
 
     /// Load, decide, append, retry on conflict; with a command id, at most once; with an
     /// expected version, once, against that version only.
-    fn run<R, E>(
+    fn run<D>(
         &self,
         id: &str,
         command: Option<&str>,
         expected: Option<Version>,
         metadata: &Metadata,
-        mut handler: impl FnMut(&A) -> Result<R, E>,
-    ) -> Result<Committed<A>, ExecuteError<E>>
+        mut handler: impl FnMut(&A) -> D,
+    ) -> Result<Committed<A>, ExecuteError<D::Error>>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
         let stream = self.stream_id(id);
         let span = trace_span!(
@@ -475,8 +478,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 });
             }
             let mut events = Vec::new();
-            match handler(&state) {
-                Ok(decided) => decided.into_events(&mut events),
+            match handler(&state).decide(&mut events) {
+                Ok(()) => {}
                 Err(e) => {
                     self.keep(id, state, version);
                     return Err(ExecuteError::Domain(e));
@@ -724,8 +727,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # impl Apply<Incremented> for Counter { fn apply(&mut self, e: &Incremented) { self.value += e.by; } }
     ///
     /// let counters = Repository::<Counter, _>::new(SqliteStore::in_memory()?);
-    /// counters.execute("a", |_| Ok::<_, std::convert::Infallible>(Incremented { by: 1 }))?;
-    /// counters.execute("b", |_| Ok::<_, std::convert::Infallible>(Incremented { by: 2 }))?;
+    /// counters.execute("a", |_| Incremented { by: 1 })?;
+    /// counters.execute("b", |_| Incremented { by: 2 })?;
     /// let mut total = 0;
     /// for envelope in counters.read_all(Position::START) {
     ///     let CounterEvent::Incremented(e) = envelope?.event;
@@ -769,7 +772,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # impl Apply<Deposited> for Account { fn apply(&mut self, _: &Deposited) {} }
     ///
     /// let accounts = Repository::<Account, _>::new(SqliteStore::in_memory()?);
-    /// accounts.execute("a", |_| Ok::<_, std::convert::Infallible>((Opened, Deposited { amount: 5 })))?;
+    /// accounts.execute("a", |_| (Opened, Deposited { amount: 5 }))?;
     /// let deposits: Vec<_> = accounts
     ///     .read_all_filtered(Position::START, &[EventType::of::<Deposited>()])
     ///     .collect::<Result<_, _>>()?;

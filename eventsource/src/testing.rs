@@ -30,24 +30,35 @@
 //!     }
 //! }
 //!
-//! given::<Account>([Opened.into()])
+//! given::<Account>(Opened)
 //!     .when(|acc| acc.deposit(5))
-//!     .then_expect_events([Deposited { amount: 5 }.into()]);
+//!     .then_expect_events(Deposited { amount: 5 });
 //!
-//! given::<Account>([])
+//! given::<Account>((Opened, Deposited { amount: 1 }, vec![Deposited { amount: 2 }]))
+//!     .when(|acc| acc.deposit(5))
+//!     .then_expect_events([Deposited { amount: 5 }]);
+//!
+//! given::<Account>(()) // no history
 //!     .when(|acc| acc.deposit(5))
 //!     .then_expect_error(&AccountError::NotOpen);
+//!
+//! let state = given::<Account>(Opened).when(|_| Deposited { amount: 7 }).then_expect_events(Deposited { amount: 7 });
+//! assert_eq!(state.balance, 7);
 //! ```
 
 use std::fmt::Debug;
 
-use crate::aggregate::{Aggregate, IntoEvents};
+use crate::aggregate::{Aggregate, Decision, IntoEvents};
 
-/// Starts a test of `A`: the aggregate as the fold of `events` (its history).
-pub fn given<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> Given<A> {
+/// Starts a test of `A`: the aggregate as the fold of `events` (its history), given as
+/// anything a command handler may return ([`IntoEvents`]): one event, a tuple, a `Vec`
+/// or an array of events, `()` for none.
+pub fn given<A: Aggregate>(events: impl IntoEvents<A::Event>) -> Given<A> {
+    let mut history = Vec::new();
+    events.into_events(&mut history);
     let mut state = A::default();
-    for event in events {
-        state.apply_event(&event);
+    for event in &history {
+        state.apply_event(event);
     }
     Given { state }
 }
@@ -59,16 +70,15 @@ pub struct Given<A> {
 }
 
 impl<A: Aggregate> Given<A> {
-    /// Runs a command handler on the state.
-    pub fn when<R, E>(self, handler: impl FnOnce(&A) -> Result<R, E>) -> Then<A, E>
+    /// Runs a command handler on the state. It returns what a handler given to
+    /// [`Repository::execute`](crate::Repository::execute) returns (a [`Decision`]):
+    /// events, or `Result<events, YourError>`.
+    pub fn when<D>(self, handler: impl FnOnce(&A) -> D) -> Then<A, D::Error>
     where
-        R: IntoEvents<A::Event>,
+        D: Decision<A::Event>,
     {
-        let outcome = handler(&self.state).map(|decided| {
-            let mut events = Vec::new();
-            decided.into_events(&mut events);
-            events
-        });
+        let mut events = Vec::new();
+        let outcome = handler(&self.state).decide(&mut events).map(|()| events);
         Then {
             state: self.state,
             outcome,
@@ -89,14 +99,17 @@ pub struct Then<A: Aggregate, E> {
 }
 
 impl<A: Aggregate, E: Debug> Then<A, E> {
-    /// Asserts that the handler decided exactly `expected`, in order, and returns the
-    /// state with them applied.
+    /// Asserts that the handler decided exactly `expected` (one event, a tuple, a `Vec`
+    /// or an array of events, `()` for none), in order, and returns the state with them
+    /// applied.
     ///
     /// # Panics
     /// When the handler failed or decided other events, with both in the message.
     #[track_caller]
-    pub fn then_expect_events(self, expected: impl IntoIterator<Item = A::Event>) -> A {
-        let expected: Vec<A::Event> = expected.into_iter().collect();
+    pub fn then_expect_events(self, expected: impl IntoEvents<A::Event>) -> A {
+        let mut decided = Vec::new();
+        expected.into_events(&mut decided);
+        let expected = decided;
         match self.outcome {
             Ok(events) => {
                 assert!(

@@ -228,9 +228,7 @@ fn an_event_stored_three_versions_ago_decodes_through_the_chain() -> TestResult 
     assert_eq!((acc.state.balance, acc.state.deposits), (255, 2));
     assert_eq!(acc.version, Version::new(3));
     // New events are written at the current version next to the old ones.
-    let committed = accounts.execute("old", |_| {
-        Ok::<_, std::convert::Infallible>(MoneyWithdrawn { amount: 55 })
-    })?;
+    let committed = accounts.execute("old", |_| MoneyWithdrawn { amount: 55 })?;
     assert_eq!(committed.state.balance, 200);
     Ok(())
 }

@@ -174,7 +174,12 @@ fn an_outcome_the_store_cannot_look_up_is_unknown() -> TestResult {
         let result = store.append(&stream, ExpectedVersion::NoStream, &batch);
         assert_eq!(proxy.fired(), 1);
         match &result {
-            Err(AppendError::Unknown { stream: s, .. }) => assert_eq!(s, &stream),
+            Err(e @ AppendError::Unknown { stream: s, source }) => {
+                assert_eq!(s, &stream);
+                // Check before retrying, although what broke it is a lost connection.
+                assert!(!e.is_transient() && e.is_outcome_unknown(), "{e:?}");
+                assert!(source.is_transient(), "{source:?}");
+            }
             other => panic!("expected AppendError::Unknown, got {other:?}"),
         }
         assert_eq!(stored_count(&stored(&direct)?, &batch), 2, "it was stored");

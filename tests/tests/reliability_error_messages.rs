@@ -91,6 +91,8 @@ fn a_postgres_error_shows_the_sqlstate_and_the_servers_message() -> TestResult {
             err.to_string(),
             "postgres error: 55P03 canceling statement due to lock timeout"
         );
+        // A lock timeout passes: worth retrying.
+        assert!(err.is_transient() && !err.is_outcome_unknown(), "{err:?}");
         drop(store);
         Ok(())
     })

@@ -97,17 +97,13 @@ fn bad_reads() -> Vec<(&'static str, Read)> {
 fn refuses_non_finite_floats<S: EventStore>(store: &S) -> TestResult {
     let sensors = Repository::<Sensor, _>::new(store);
     let stream = StreamId::new("sensor", "s");
-    sensors.execute("s", |_| Ok::<_, std::convert::Infallible>(read(20.5)))?;
+    sensors.execute("s", |_| read(20.5))?;
     let count_all = || store.read_all(Position::START).count();
     let before = count_all();
     for (name, bad) in bad_reads() {
         let alone = bad.clone();
-        let refused = sensors.execute("s", move |_| {
-            Ok::<_, std::convert::Infallible>(alone.clone())
-        });
-        let batch = sensors.execute("s", |_| {
-            Ok::<_, std::convert::Infallible>((read(1.0), Lost, bad.clone()))
-        });
+        let refused = sensors.execute("s", move |_| alone.clone());
+        let batch = sensors.execute("s", |_| (read(1.0), Lost, bad.clone()));
         for result in [refused, batch] {
             match result {
                 Err(ExecuteError::Append(AppendError::Encode {
@@ -138,7 +134,7 @@ fn refuses_non_finite_floats<S: EventStore>(store: &S) -> TestResult {
         );
     }
     // The stream takes good events afterwards.
-    let done = sensors.execute("s", |_| Ok::<_, std::convert::Infallible>(read(3.0)))?;
+    let done = sensors.execute("s", |_| read(3.0))?;
     assert_eq!(done.version, Version::new(2));
     assert_eq!(sensors.load("s")?.state.readings, 2);
     Ok(())
@@ -165,10 +161,10 @@ fn postgres_refuses_a_non_finite_float_in_an_event_and_stores_nothing() -> TestR
 fn skips_snapshots_with_non_finite_floats<S: EventStore>(store: &S) -> TestResult {
     let sensors = Repository::<Sensor, _>::new(store).with_snapshots(SnapshotPolicy::every(1));
     let stream = StreamId::new("sensor", "s");
-    sensors.execute("s", |_| Ok::<_, std::convert::Infallible>(read(1.0)))?;
+    sensors.execute("s", |_| read(1.0))?;
     let first = store.load_snapshot(&stream, Version::MAX, 1)?;
     assert_eq!(first.map(|s| s.version), Some(Version::new(1)));
-    let done = sensors.execute("s", |_| Ok::<_, std::convert::Infallible>(Lost))?;
+    let done = sensors.execute("s", |_| Lost)?;
     assert_eq!(done.version, Version::new(2));
     let newest = store.load_snapshot(&stream, Version::MAX, 1)?;
     assert_eq!(newest.map(|s| s.version), Some(Version::new(1)));
@@ -201,7 +197,7 @@ fn metadata_cannot_hold_a_non_finite_float() -> TestResult {
     let tmp = TempStore::new()?;
     let store = SqliteStore::open(&tmp.path)?;
     let sensors = Repository::<Sensor, _>::new(&store);
-    sensors.execute_with("s", &meta, |_| Ok::<_, std::convert::Infallible>(read(1.0)))?;
+    sensors.execute_with("s", &meta, |_| read(1.0))?;
     let stored: Vec<_> = store
         .read_stream(&StreamId::new("sensor", "s"), Version::new(1))
         .collect::<Result<_, _>>()?;

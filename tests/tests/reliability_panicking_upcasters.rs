@@ -158,9 +158,7 @@ fn panics_are_upcast_errors<S: EventStore>(store: &S) -> TestResult {
     // What comes before the bad row still loads, and a command stores nothing.
     assert_eq!(orders.load_at("json", 1)?.state.id, 7);
     assert_eq!(orders.load_at("typed", 1)?.state.items, 2);
-    match orders.execute("typed", |_| {
-        Ok::<_, std::convert::Infallible>(ItemAdded { qty: 1 })
-    }) {
+    match orders.execute("typed", |_| ItemAdded { qty: 1 }) {
         Err(ExecuteError::Read(e)) => assert_panicked(Err::<(), _>(e), &typed_at, "fits in u32"),
         other => panic!("expected a read error, got {other:?}"),
     }

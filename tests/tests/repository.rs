@@ -449,3 +449,40 @@ fn execute_expected_runs_only_on_the_version_seen() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn every_execute_takes_a_handler_that_cannot_fail() -> TestResult {
+    use eventsource::Aggregate as _;
+
+    let accounts = Account::repository(SqliteStore::in_memory()?);
+    let opened = AccountOpened {
+        owner: "ann".into(),
+        currency: "EUR".into(),
+    };
+    // Each returns events alone; the error type is `Infallible`.
+    let done: Result<_, ExecuteError<std::convert::Infallible>> =
+        accounts.execute("a", |_| opened.clone());
+    assert_eq!(done?.version, Version::new(1));
+    accounts.execute_with("a", &Metadata::new().actor("bob"), |_| {
+        (
+            MoneyDeposited { amount: 5 },
+            Some(MoneyDeposited { amount: 1 }),
+        )
+    })?;
+    accounts.execute_once("a", "cmd-1", |_| vec![MoneyDeposited { amount: 10 }])?;
+    accounts.execute_once_with("a", "cmd-2", &Metadata::new(), |_| {
+        [MoneyWithdrawn { amount: 2 }]
+    })?;
+    let last = accounts.execute_expected("a", Version::new(5), |_| ())?;
+    assert_eq!(last.version, Version::new(5));
+    // The `Result` form is unchanged, beside it.
+    let refused = accounts.execute("a", |a| a.withdraw(1_000));
+    assert!(matches!(
+        refused,
+        Err(ExecuteError::Domain(BankError::InsufficientFunds {
+            balance: 14
+        }))
+    ));
+    assert_eq!(accounts.load("a")?.state.balance, 14);
+    Ok(())
+}

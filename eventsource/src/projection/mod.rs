@@ -55,8 +55,8 @@
 //! let store = SqliteStore::open(dir.path().join("bank.db"))?;
 //! store.write(|tx| tx.execute_batch("CREATE TABLE IF NOT EXISTS balances (id TEXT PRIMARY KEY, balance INTEGER NOT NULL)"))?;
 //! let accounts = Repository::<Account, _>::new(&store);
-//! accounts.execute("a-1", |_| Ok::<_, std::convert::Infallible>(Deposited { amount: 5 }))?;
-//! accounts.execute("a-1", |_| Ok::<_, std::convert::Infallible>(Deposited { amount: 7 }))?;
+//! accounts.execute("a-1", |_| Deposited { amount: 5 })?;
+//! accounts.execute("a-1", |_| Deposited { amount: 7 })?;
 //!
 //! let mut projector = Projector::new(&store, Balances);
 //! let caught_up = projector.run_until_caught_up()?;
