@@ -80,6 +80,16 @@ pub enum StoreError {
     /// unknown (it may or may not be stored). Reload and check before retrying.
     #[error("the append was interrupted: the thread committing it panicked")]
     Interrupted,
+    /// Every connection of the PostgreSQL store's pool stayed busy for the pool's
+    /// acquire timeout ([`PostgresOptions`](crate::PostgresOptions)): nothing was done.
+    /// Retry later, or allow more connections.
+    #[error("all {max} connections of the pool stayed busy for {waited:?}: nothing was done")]
+    PoolExhausted {
+        /// The most connections the pool opens.
+        max: usize,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
     /// The async runtime shut down before the operation started on its blocking pool
     /// (feature `tokio`): nothing ran, nothing was stored.
     #[error("the async runtime is shutting down: the operation did not run")]
@@ -123,6 +133,7 @@ impl StoreError {
             ),
             #[cfg(feature = "postgres")]
             StoreError::Postgres(e) => postgres_transient(e),
+            StoreError::PoolExhausted { .. } => true,
             _ => false,
         }
     }

@@ -75,12 +75,12 @@ pub use crate::projection::{
 };
 pub use crate::repository::{Committed, Loaded, Repository, TypedEvents};
 pub use crate::snapshot::{Snapshot, SnapshotPolicy};
-#[cfg(feature = "postgres")]
-pub use crate::store::PostgresStore;
 pub use crate::store::{
     AppendResult, CommandRecord, EventFilter, EventStore, SqliteOptions, SqliteStore, StreamInfo,
     Synchronous,
 };
+#[cfg(feature = "postgres")]
+pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::Subscription;
 pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};

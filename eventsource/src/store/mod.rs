@@ -23,7 +23,9 @@ mod sqlite;
 
 pub use self::filter::EventFilter;
 #[cfg(feature = "postgres")]
-pub use self::postgres::PostgresStore;
+pub use self::postgres::{
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions, PostgresStore,
+};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// What a successful append stored.

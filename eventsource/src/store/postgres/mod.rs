@@ -1,19 +1,21 @@
 //! The PostgreSQL backend: [`PostgresStore`], whose docs describe the layout, the
 //! global order and its cost, idempotent commands, connections and reads.
 
+mod pool;
 mod project;
 mod read;
 mod schema;
 mod write;
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
+use self::pool::Pool;
+pub use self::pool::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions};
 use self::read::{
     LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM,
     REPLAY_STREAM, STREAM_VERSION, decode_data, decode_row, decode_row_with_stream,
@@ -40,9 +42,6 @@ const APPEND_LOCK_CLASS: i32 = 0x4553_5243;
 
 /// How many rows a filtered read fetches per statement.
 const FILTERED_PAGE: usize = 512;
-
-/// How many idle connections the pool keeps; more are closed when returned.
-const MAX_IDLE: usize = 16;
 
 /// How long the store tries to find out whether an append whose COMMIT went unanswered
 /// is stored before it reports [`AppendError::Unknown`]; and how long each try may wait
@@ -228,12 +227,15 @@ struct Conn {
 /// reported as [`AppendError::Store`] without a lookup.
 ///
 /// # Connections and reads
-/// [`postgres::Client`] is not `Sync`; the store keeps a pool of up to 16 idle
-/// connections, each with its statements prepared, and opens another whenever all are
-/// busy (so it uses as many connections as it has concurrent calls). A connection found
-/// closed after a call is dropped; one the server closed while it was idle fails the next
-/// call made on it with [`StoreError::Postgres`], which can be retried. Connections are
-/// made without TLS.
+/// [`postgres::Client`] is not `Sync`; the store keeps a pool of connections, each with
+/// its statements prepared: at most 16 open at once by default
+/// ([`PostgresOptions::max_connections`]). A call that finds them all busy waits for one
+/// to be returned, up to 30 seconds by default ([`PostgresOptions::acquire_timeout`]),
+/// then fails with [`StoreError::PoolExhausted`], which can be retried. Each running
+/// projector or subscription holds one connection of its own besides. A connection found
+/// closed after a call is dropped; one the server closed while it was idle fails the
+/// next call made on it with [`StoreError::Postgres`], which can be retried. Connections
+/// are made without TLS.
 ///
 /// Reads are one statement each, so one snapshot, and streamed: rows are decoded from the
 /// socket one at a time (the driver reads ahead a bounded amount) and lent to the visitor
@@ -261,7 +263,7 @@ pub struct PostgresStore {
     config: Config,
     schema: String,
     sql: Sql,
-    idle: Mutex<Vec<Conn>>,
+    pool: Pool,
 }
 
 /// A client closes its connection by blocking on a runtime of its own, which panics on
@@ -272,7 +274,7 @@ pub struct PostgresStore {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         if tokio::runtime::Handle::try_current().is_ok() {
-            let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+            let idle = self.pool.take_idle();
             if !idle.is_empty() {
                 thread::spawn(move || drop(idle));
             }
@@ -332,6 +334,29 @@ impl PostgresStore {
     /// [`StoreError::NewerSchema`] when the store was written by a newer eventsource.
     /// Nothing is changed in a schema that is refused.
     pub fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::new().schema(schema))
+    }
+
+    /// Connects to the database at `url` with `options`: the schema, and the bounds of
+    /// the connection pool.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use eventsource::{PostgresOptions, PostgresStore};
+    ///
+    /// let options = PostgresOptions::new().schema("billing").max_connections(8).acquire_timeout(Duration::from_secs(2));
+    /// let store = PostgresStore::connect_with("host=127.0.0.1 user=postgres dbname=app", options)?;
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect_with_schema`].
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "options are built inline and given away, as `SqliteStore::open_with`'s"
+    )]
+    pub fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let schema = options.schema.as_str();
         let quoted = quote_schema(schema)?;
         let config: Config = url.parse()?;
         let mut client = config.connect(NoTls)?;
@@ -344,15 +369,16 @@ impl PostgresStore {
             .try_get(0)?;
         let sql = Sql::new(&quoted, table_oid);
         let stmts = Statements::prepare(&mut client, &sql)?;
+        let first = Conn {
+            client,
+            stmts,
+            discard: false,
+        };
         Ok(PostgresStore {
             config,
             schema: schema.to_owned(),
             sql,
-            idle: Mutex::new(vec![Conn {
-                client,
-                stmts,
-                discard: false,
-            }]),
+            pool: Pool::new(first, &options),
         })
     }
 
@@ -405,30 +431,15 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `f` on an idle connection, opening one when none is idle. The connection goes
-    /// back to the pool unless it failed or `f` left it unusable.
+    /// Runs `f` on a connection of the pool (an idle one, a new one, or the first one
+    /// returned: see [`PostgresOptions`]). The connection goes back to the pool unless it
+    /// failed, `f` left it unusable, or `f` panicked (its state is then unknown).
     fn with_conn<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, E>,
     ) -> Result<T, E> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => self.open().map_err(StoreError::from)?,
-        };
-        // A panic in `f` (a visitor's) drops the connection: its state is unknown.
-        let result = f(&mut conn);
-        if !conn.discard && !conn.client.is_closed() {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < MAX_IDLE {
-                idle.push(conn);
-            }
-        }
-        result
+        let mut conn = self.pool.acquire(|| self.open())?;
+        f(&mut conn)
     }
 
     fn open(&self) -> Result<Conn, postgres::Error> {
