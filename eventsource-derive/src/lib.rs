@@ -32,9 +32,11 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Implements `eventsource::Aggregate` for a struct and generates its event enum.
 ///
-/// `#[aggregate(events(A, B, ...))]` is required. Optional: `name = "account"` (default:
-/// the struct's name), `event_enum = AccountEvent` (default: the struct's name followed
-/// by `Event`) and `crate = "path"` (default `::eventsource`).
+/// `#[aggregate(name = "account", events(A, B, ...))]`: both are required. The name is
+/// stored with every event, so it is never taken from the struct's name: renaming the
+/// struct must not start new, empty streams. Optional: `event_enum = AccountEvent`
+/// (default: the struct's name followed by `Event`) and `crate = "path"` (default
+/// `::eventsource`).
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -188,7 +188,7 @@ pub trait EventSet: fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
 /// # use serde::{Deserialize, Serialize};
 /// # #[event(name = "a")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct A;
 /// # #[event(name = "b")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct B;
-/// # #[derive(Default, Aggregate)] #[aggregate(events(A, B))] pub struct Thing;
+/// # #[derive(Default, Aggregate)] #[aggregate(name = "thing", events(A, B))] pub struct Thing;
 /// # impl Apply<A> for Thing { fn apply(&mut self, _: &A) {} }
 /// # impl Apply<B> for Thing { fn apply(&mut self, _: &B) {} }
 /// let mut out: Vec<ThingEvent> = Vec::new();

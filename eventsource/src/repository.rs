@@ -137,7 +137,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
     /// # use serde::{Deserialize, Serialize};
     /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
-    /// # #[derive(Debug, Default, Clone, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # #[derive(Debug, Default, Clone, Aggregate)] #[aggregate(name = "clock", events(Ticked))] pub struct Clock { ticks: u64 }
     /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?).with_cache(10_000);
     /// for _ in 0..3 {
@@ -167,7 +167,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # use eventsource::{event, Aggregate, Apply, EventStore, Repository, SnapshotPolicy, SqliteStore, Version};
     /// # use serde::{Deserialize, Serialize};
     /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
-    /// # #[derive(Debug, Default, Serialize, Deserialize, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # #[derive(Debug, Default, Serialize, Deserialize, Aggregate)] #[aggregate(name = "clock", events(Ticked))] pub struct Clock { ticks: u64 }
     /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?)
     ///     .with_snapshots(SnapshotPolicy::every(2));
@@ -234,7 +234,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # use eventsource::{event, Aggregate, Apply, Backoff, Repository, SqliteStore};
     /// # use serde::{Deserialize, Serialize};
     /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
-    /// # #[derive(Debug, Default, Clone, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # #[derive(Debug, Default, Clone, Aggregate)] #[aggregate(name = "clock", events(Ticked))] pub struct Clock { ticks: u64 }
     /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?)
     ///     .with_retries(20)
@@ -380,7 +380,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// # use eventsource::{event, Aggregate, Apply, Repository, SqliteStore};
     /// # use serde::{Deserialize, Serialize};
     /// # #[event(name = "ticked")] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] pub struct Ticked;
-    /// # #[derive(Debug, Default, Aggregate)] #[aggregate(events(Ticked))] pub struct Clock { ticks: u64 }
+    /// # #[derive(Debug, Default, Aggregate)] #[aggregate(name = "clock", events(Ticked))] pub struct Clock { ticks: u64 }
     /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
     /// let clocks = Repository::<Clock, _>::new(SqliteStore::in_memory()?);
     /// let tick = |_: &Clock| Ticked;

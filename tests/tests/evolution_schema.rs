@@ -166,6 +166,47 @@ mod bumped {
     }
 }
 
+/// The account under a new aggregate name, events unchanged.
+mod renamed_aggregate {
+    pub use super::before::{AccountOpened, MoneyDeposited};
+    use eventsource::{Aggregate, Apply};
+
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(name = "bank-account", events(AccountOpened, MoneyDeposited))]
+    pub struct Account;
+
+    impl Apply<AccountOpened> for Account {
+        fn apply(&mut self, _: &AccountOpened) {}
+    }
+    impl Apply<MoneyDeposited> for Account {
+        fn apply(&mut self, _: &MoneyDeposited) {}
+    }
+}
+
+/// The account with `money.deposited` stored under a new event name, shape unchanged.
+mod renamed_event {
+    pub use super::before::AccountOpened;
+    use eventsource::{Aggregate, Apply, event};
+    use serde::{Deserialize, Serialize};
+
+    #[event(name = "money.credited")]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct MoneyDeposited {
+        pub amount: u64,
+    }
+
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(name = "account", events(AccountOpened, MoneyDeposited))]
+    pub struct Account;
+
+    impl Apply<AccountOpened> for Account {
+        fn apply(&mut self, _: &AccountOpened) {}
+    }
+    impl Apply<MoneyDeposited> for Account {
+        fn apply(&mut self, _: &MoneyDeposited) {}
+    }
+}
+
 fn committed(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -267,6 +308,11 @@ fn a_new_version_without_a_path_from_the_locked_one_fails() -> TestResult {
          `money.deposited` is now version 2, no `upcast_from` chain reaches version 1 and \
          no upcaster lifts it"
     );
+    // A new version of a locked name is not a rename.
+    if UpdateMode::from_env().is_none() {
+        let message = panic_message(|| assert_locked::<bumped::Account>(&path, &Upcasters::new()));
+        assert!(!message.contains("renamed?"), "{message}");
+    }
     // An upcaster that stops short is named as the cause.
     let short = Upcasters::new().rename("money.deposited", 1, "money.deposited", 3);
     let violations = lock.check::<bumped::Account>(&short);
@@ -291,6 +337,49 @@ fn a_new_version_without_a_path_from_the_locked_one_fails() -> TestResult {
         matches!(violations.as_slice(), [LockViolation::Unlocked { .. }]),
         "{violations:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_renamed_aggregate_fails_asking_whether_it_was_renamed() -> TestResult {
+    if UpdateMode::from_env().is_some() {
+        return Ok(()); // the helper would record the new name
+    }
+    let (_dir, path) = locked_before()?;
+    let message = panic_message(|| {
+        assert_locked::<renamed_aggregate::Account>(&path, &Upcasters::new());
+    });
+    assert!(
+        message.contains(
+            "Aggregate renamed? The lock has no `[bank-account]` but has `[account]`: events \
+             are stored with the aggregate's name, so a new name starts new, empty streams"
+        ),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_renamed_event_fails_asking_whether_it_was_renamed() -> TestResult {
+    if UpdateMode::from_env().is_some() {
+        return Ok(()); // the helper would record the new name
+    }
+    let (_dir, path) = locked_before()?;
+    let message = panic_message(|| {
+        assert_locked::<renamed_event::Account>(&path, &Upcasters::new());
+    });
+    assert!(
+        message.contains(
+            "Event renamed? Every locked version of `money.deposited` no longer decodes \
+             while `money.credited` appeared: events are stored under their name"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("Aggregate renamed?"), "{message}");
+    // Once the old name decodes again (an upcaster renames it), nothing is renamed.
+    let upcasters = Upcasters::new().rename("money.deposited", 1, "money.credited", 1);
+    let message = panic_message(|| assert_locked::<renamed_event::Account>(&path, &upcasters));
+    assert!(!message.contains("renamed?"), "{message}");
     Ok(())
 }
 

@@ -102,9 +102,9 @@ impl Apply<AccountClosed> for Account {
     }
 }
 
-/// An aggregate with the defaults: its name is the struct's, its enum `{Struct}Event`.
+/// An aggregate with an `event_enum` other than the default `{Struct}Event`.
 #[derive(Default, Aggregate)]
-#[aggregate(event_enum = Ledger, events(MoneyDeposited))]
+#[aggregate(name = "wallet", event_enum = Ledger, events(MoneyDeposited))]
 struct Wallet(u64);
 
 impl Apply<MoneyDeposited> for Wallet {
@@ -130,7 +130,7 @@ fn event_constants_and_defaults() {
 #[test]
 fn aggregate_constants_and_defaults() {
     assert_eq!(<Account as Aggregate>::NAME, "account");
-    assert_eq!(<Wallet as Aggregate>::NAME, "Wallet");
+    assert_eq!(<Wallet as Aggregate>::NAME, "wallet");
     assert_eq!(Ledger::TYPES, [EventType::of::<MoneyDeposited>()]);
 }
 

@@ -26,6 +26,10 @@ pub(crate) struct Event<'a> {
     pub path: &'a Path,
     /// Its variant in the event enum: the type's last path segment.
     pub variant: &'a Ident,
+    /// The hidden type alias the generated code names the type by, spanned at the
+    /// type's name: `path` is resolved only in that alias, so a misspelled path is
+    /// reported once.
+    pub alias: Ident,
 }
 
 impl<'a> Aggregate<'a> {
@@ -55,7 +59,7 @@ impl<'a> Aggregate<'a> {
     }
 
     /// The aggregate's stable name as a string literal: the `name` argument, or the
-    /// struct's name.
+    /// struct's name in the stub emitted beside an error (`name` is required).
     pub(crate) fn name(&self) -> TokenStream {
         value::name(self.attrs.name.as_ref(), self.ident())
     }
@@ -74,9 +78,18 @@ impl<'a> Aggregate<'a> {
             .events
             .iter()
             .flat_map(|list| &list.paths)
-            .filter_map(|path| {
+            .enumerate()
+            .filter_map(|(index, path)| {
                 let variant = &path.segments.last()?.ident;
-                Some(Event { path, variant })
+                let alias = Ident::new(
+                    &format!("__es_{}_{index}", self.event_enum().unraw()),
+                    variant.span(),
+                );
+                Some(Event {
+                    path,
+                    variant,
+                    alias,
+                })
             })
             .collect()
     }

@@ -50,38 +50,43 @@ mod tests {
         };
         let out = expand(&input)?.to_string();
         for expected in [
-            "pub enum AccountEvent { # [doc = \"The `Opened` event.\"] Opened (Opened) ,",
-            "Deposited (money :: Deposited) ,",
-            "impl :: core :: convert :: From < money :: Deposited > for AccountEvent",
+            // Each path is resolved once, in an alias; the rest of the code names the alias.
+            "type __es_AccountEvent_0 = Opened ;",
+            "type __es_AccountEvent_1 = money :: Deposited ;",
+            "pub enum AccountEvent { # [doc = \"The `Opened` event.\"] Opened (__es_AccountEvent_0) ,",
+            "# [doc = \"The `money::Deposited` event.\"] Deposited (__es_AccountEvent_1) ,",
+            "impl :: core :: convert :: From < __es_AccountEvent_1 > for AccountEvent",
             "impl :: eventsource :: EventSet for AccountEvent",
             "impl :: eventsource :: Aggregate for Account",
             "const NAME : & 'static :: core :: primitive :: str = \"account\"",
-            "< Self as :: eventsource :: Apply < money :: Deposited >> :: apply (self , __es_e)",
-            "str_eq (< Opened as :: eventsource :: Event > :: NAME , < money :: Deposited as",
+            "< Self as :: eventsource :: Apply < __es_AccountEvent_1 >> :: apply (self , __es_e)",
+            "str_eq (< __es_AccountEvent_0 as :: eventsource :: Event > :: NAME , < \
+             __es_AccountEvent_1 as",
             "const HISTORIES : & 'static [& 'static [:: eventsource :: EventSchema]] = & [< \
-             Opened as :: eventsource :: Event > :: HISTORY , < money :: Deposited as :: \
-             eventsource :: Event > :: HISTORY ,] ;",
-            "find_in_history (< money :: Deposited as :: eventsource :: Event > :: HISTORY , \
+             __es_AccountEvent_0 as :: eventsource :: Event > :: HISTORY , < \
+             __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY ,] ;",
+            "find_in_history (< __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY , \
              __es_type , __es_version ,)",
-            "histories_overlap (< Opened as :: eventsource :: Event > :: HISTORY , < money :: \
-             Deposited as :: eventsource :: Event > :: HISTORY ,)",
+            "histories_overlap (< __es_AccountEvent_0 as :: eventsource :: Event > :: HISTORY , \
+             < __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY ,)",
         ] {
             assert!(out.contains(expected), "missing `{expected}` in {out}");
         }
         assert!(!out.contains("compile_error"), "{out}");
+        // Nothing else names the listed paths: a misspelled one is reported once.
+        assert_eq!(out.matches("money :: Deposited").count(), 1, "{out}");
         Ok(())
     }
 
     #[test]
     fn honours_the_crate_path_and_enum_name() -> syn::Result<()> {
         let input: DeriveInput = parse_quote! {
-            #[aggregate(crate = "es", event_enum = Happened, events(Opened))]
+            #[aggregate(name = "account", crate = "es", event_enum = Happened, events(Opened))]
             struct Account;
         };
         let out = expand(&input)?.to_string();
         assert!(out.contains("enum Happened"), "{out}");
         assert!(out.contains("impl es :: Aggregate for Account"), "{out}");
-        assert!(out.contains("const NAME : & 'static :: core :: primitive :: str = \"Account\""));
         assert!(!out.contains("eventsource"), "{out}");
         Ok(())
     }
@@ -106,7 +111,7 @@ mod tests {
     #[test]
     fn unsupported_shapes_are_only_errors() {
         let input: DeriveInput = parse_quote! {
-            #[aggregate(events(A), foo)]
+            #[aggregate(name = "account", events(A), foo)]
             enum Account { A }
         };
         let err = expand(&input).expect_err("enums are not supported");

@@ -2,14 +2,24 @@
 
 use super::ast::Aggregate;
 use crate::ctxt::Ctxt;
-use crate::symbol::EVENTS;
+use crate::symbol::{EVENTS, NAME};
 use crate::value::display_tokens;
 
 impl Aggregate<'_> {
     /// Records every problem: missing or empty `events`, an event listed twice, two
-    /// events that would get the same variant, an empty name, an enum name that clashes.
+    /// events that would get the same variant, a missing or empty name, an enum name
+    /// that clashes.
     pub(crate) fn validate(&self, cx: &Ctxt) {
         self.check_events(cx);
+        // No default from the struct's name: renaming the struct would silently start new,
+        // empty streams beside the stored ones.
+        if !self.attrs.given(NAME) {
+            cx.error_spanned_by(
+                self.ident(),
+                "#[aggregate(name = \"...\")] is required: the name is stored with every \
+                 event, and renaming the struct must not start new, empty streams",
+            );
+        }
         if let Some(name) = self
             .attrs
             .name
@@ -95,22 +105,47 @@ mod tests {
     #[test]
     fn accepts_a_valid_aggregate() {
         let input = parse_quote! {
-            #[aggregate(events(Opened, a::Deposited))]
+            #[aggregate(name = "account", events(Opened, a::Deposited))]
             struct Account;
         };
         assert!(errors(&input).is_empty());
     }
 
     #[test]
+    fn requires_a_name() {
+        let input = parse_quote! {
+            #[aggregate(events(Opened))]
+            struct Account;
+        };
+        assert_eq!(
+            errors(&input),
+            [
+                "#[aggregate(name = \"...\")] is required: the name is stored with every event, \
+                 and renaming the struct must not start new, empty streams"
+            ]
+        );
+        // A name given with a wrong value is reported once, at the value.
+        let input = parse_quote! {
+            #[aggregate(name = account, events(Opened))]
+            struct Account;
+        };
+        assert_eq!(
+            errors(&input),
+            [r#"expected a string literal, like `name = "account"`"#]
+        );
+    }
+
+    #[test]
     fn requires_events() {
         let input = parse_quote!(
+            #[aggregate(name = "account")]
             struct Account;
         );
         assert_eq!(
             errors(&input),
             ["#[aggregate(events(...))] is required: list the aggregate's event types"]
         );
-        let input = parse_quote! { #[aggregate(events())] struct Account; };
+        let input = parse_quote! { #[aggregate(name = "account", events())] struct Account; };
         assert_eq!(
             errors(&input),
             ["`events()` is empty: list the aggregate's event types"]
@@ -138,18 +173,18 @@ mod tests {
 
     #[test]
     fn rejects_enums_unions_and_generics() {
-        let input = parse_quote! { #[aggregate(events(A))] enum Account { A } };
+        let input = parse_quote! { #[aggregate(name = "a", events(A))] enum Account { A } };
         assert_eq!(
             errors(&input),
             ["#[derive(Aggregate)] can only be used on a struct"]
         );
-        let input = parse_quote! { #[aggregate(events(A))] struct Account<T>(T); };
+        let input = parse_quote! { #[aggregate(name = "a", events(A))] struct Account<T>(T); };
         assert_eq!(
             errors(&input),
             ["#[derive(Aggregate)] does not support generic structs"]
         );
         let input = parse_quote! {
-            #[aggregate(events(A), event_enum = Account)]
+            #[aggregate(name = "a", events(A), event_enum = Account)]
             struct Account;
         };
         assert_eq!(

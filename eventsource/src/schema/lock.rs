@@ -1,7 +1,7 @@
 //! The schema lock: a plain-text file that records the shape of every event version an
 //! aggregate's code has stored, checked against the code by [`assert_locked`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::io;
 use std::path::Path;
@@ -459,7 +459,9 @@ static WRITING: Mutex<()> = Mutex::new(());
 /// ```
 ///
 /// It fails when a locked version's shape changed, when a version is not locked yet,
-/// when a locked version no longer decodes and when the upcasters do not fit. With
+/// when a locked version no longer decodes and when the upcasters do not fit; when every
+/// locked version of an aggregate or event name is gone while new names appeared, the
+/// message asks whether it was renamed (a new name does not load the stored events). With
 /// [`UPDATE_ENV`] set it first records new versions (`1`) or also overwrites changed
 /// shapes (`overwrite`), creating the file if needed, then checks the rest.
 ///
@@ -494,11 +496,16 @@ pub fn assert_locked<A: Aggregate>(path: impl AsRef<Path>, upcasters: &Upcasters
     assert!(
         violations.is_empty(),
         "{}",
-        failure_message(path, A::NAME, &violations)
+        failure_message(path, &lock, A::NAME, &violations)
     );
 }
 
-fn failure_message(path: &Path, aggregate: &str, violations: &[LockViolation]) -> String {
+fn failure_message(
+    path: &Path,
+    lock: &SchemaLock,
+    aggregate: &str,
+    violations: &[LockViolation],
+) -> String {
     let mut message = format!(
         "schema lock `{}` does not match the events of aggregate `{aggregate}`:",
         path.display()
@@ -516,6 +523,11 @@ fn failure_message(path: &Path, aggregate: &str, violations: &[LockViolation]) -
         );
         let _ = write!(message, "`{UPDATE_ENV}=overwrite cargo test`.");
     }
+    // Before "record new versions": recording a renamed name leaves the stored events
+    // behind.
+    for hint in rename_hints(lock, aggregate, violations) {
+        let _ = write!(message, "\n{hint}");
+    }
     if any(|v| matches!(v, LockViolation::Unlocked { .. })) {
         let _ = write!(
             message,
@@ -523,6 +535,69 @@ fn failure_message(path: &Path, aggregate: &str, violations: &[LockViolation]) -
         );
     }
     message
+}
+
+/// "Renamed?" hints: every locked version of a name gone from the code at once, while
+/// new, unlocked names appeared, is more likely a rename than a removal and an addition,
+/// and recording the new names would leave the stored events behind.
+fn rename_hints(lock: &SchemaLock, aggregate: &str, violations: &[LockViolation]) -> Vec<String> {
+    let unlocked: BTreeSet<&str> = violations
+        .iter()
+        .filter_map(|v| match v {
+            LockViolation::Unlocked { event, .. } => Some(event.event_type.as_str()),
+            _ => None,
+        })
+        .collect();
+    let locked = lock.aggregates.get(aggregate).filter(|e| !e.is_empty());
+    let Some(locked) = locked else {
+        // The whole aggregate is new to the lock: renamed if the lock knows other ones.
+        let others: Vec<String> = lock
+            .aggregates
+            .iter()
+            .filter(|(name, entries)| *name != aggregate && !entries.is_empty())
+            .map(|(name, _)| format!("`[{name}]`"))
+            .collect();
+        if unlocked.is_empty() || others.is_empty() {
+            return Vec::new();
+        }
+        return vec![format!(
+            "Aggregate renamed? The lock has no `[{aggregate}]` but has {}: events are \
+             stored with the aggregate's name, so a new name starts new, empty streams and \
+             leaves the stored ones behind. If this is one of those, give it its old name \
+             back with `#[aggregate(name = \"...\")]`.",
+            others.join(", ")
+        )];
+    };
+    let new: Vec<String> = unlocked
+        .iter()
+        .filter(|name| !locked.keys().any(|key| key.event_type == **name))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    if new.is_empty() {
+        return Vec::new();
+    }
+    let no_path = |key: &EventKey| {
+        violations
+            .iter()
+            .any(|v| matches!(v, LockViolation::NoPath { event, .. } if event == key))
+    };
+    let mut gone: BTreeMap<&str, bool> = BTreeMap::new();
+    for key in locked.keys() {
+        *gone.entry(key.event_type.as_str()).or_insert(true) &= no_path(key);
+    }
+    gone.into_iter()
+        .filter(|(_, all)| *all)
+        .map(|(old, _)| {
+            format!(
+                "Event renamed? Every locked version of `{old}` no longer decodes while {} \
+                 appeared: events are stored under their name, so stored `{old}` events \
+                 would no longer load. Keep the stored name with \
+                 `#[event(name = \"{old}\")]`, or decode it with `upcast_from` or an \
+                 upcaster.",
+                new.join(", ")
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

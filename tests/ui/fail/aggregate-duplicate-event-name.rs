@@ -10,7 +10,7 @@ pub struct Opened;
 pub struct Reopened;
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(Opened, Reopened))]
+#[aggregate(name = "account", events(Opened, Reopened))]
 pub struct Account;
 
 impl Apply<Opened> for Account {

@@ -1,7 +1,7 @@
 use eventsource::Aggregate;
 
 #[derive(Default, Aggregate)]
-#[aggregate(events())]
+#[aggregate(name = "account", events())]
 pub struct Account;
 
 fn main() {}

@@ -10,7 +10,7 @@ pub struct Opened;
 pub struct Closed;
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(Opened, Closed, Opened))]
+#[aggregate(name = "account", events(Opened, Closed, Opened))]
 pub struct Account;
 
 impl Apply<Opened> for Account {

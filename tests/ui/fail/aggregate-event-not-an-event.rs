@@ -4,7 +4,7 @@ use eventsource::{Aggregate, Apply};
 pub struct Opened;
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(Opened))]
+#[aggregate(name = "account", events(Opened))]
 pub struct Account;
 
 impl Apply<Opened> for Account {

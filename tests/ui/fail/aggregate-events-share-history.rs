@@ -32,7 +32,7 @@ impl From<TransferMade> for Deposited {
 }
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(Withdrawn, Deposited))]
+#[aggregate(name = "account", events(Withdrawn, Deposited))]
 pub struct Account;
 
 impl Apply<Withdrawn> for Account {

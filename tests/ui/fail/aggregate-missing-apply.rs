@@ -16,7 +16,7 @@ mod events {
 }
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(events::Opened, events::MoneyDeposited))]
+#[aggregate(name = "account", events(events::Opened, events::MoneyDeposited))]
 pub struct Account {
     balance: u64,
 }

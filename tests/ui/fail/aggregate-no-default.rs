@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub struct Opened;
 
 #[derive(Aggregate)]
-#[aggregate(events(Opened))]
+#[aggregate(name = "account", events(Opened))]
 pub struct Account {
     owner: String,
 }

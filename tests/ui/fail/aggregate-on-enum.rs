@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub struct Opened;
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(Opened))]
+#[aggregate(name = "account", events(Opened))]
 pub enum Account {
     #[default]
     Open,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub struct Opened;
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(Opened), snapshot_every = 100)]
+#[aggregate(name = "account", events(Opened), snapshot_every = 100)]
 pub struct Account;
 
 impl Apply<Opened> for Account {

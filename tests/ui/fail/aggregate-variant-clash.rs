@@ -18,7 +18,7 @@ mod checking {
 }
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(savings::Opened, checking::Opened))]
+#[aggregate(name = "account", events(savings::Opened, checking::Opened))]
 pub struct Account;
 
 impl Apply<savings::Opened> for Account {

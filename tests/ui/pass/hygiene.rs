@@ -66,7 +66,7 @@ impl ::core::convert::From<Made> for MadeV2 {
 pub struct Broken;
 
 #[derive(::core::default::Default, eventsource::Aggregate)]
-#[aggregate(events(MadeV2, Broken))]
+#[aggregate(name = "thing", events(MadeV2, Broken))]
 pub struct Thing {
     count: ::core::primitive::u64,
 }

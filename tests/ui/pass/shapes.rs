@@ -17,7 +17,7 @@ mod events {
 }
 
 #[derive(Default, Aggregate)]
-#[aggregate(events(events::Ticked, events::Typed))]
+#[aggregate(name = "counter", events(events::Ticked, events::Typed))]
 pub struct Counter(u32);
 
 impl Apply<events::Ticked> for Counter {
@@ -43,7 +43,7 @@ fn main() {
     counter.apply_event(&CounterEvent::from(events::Ticked));
     counter.apply_event(&CounterEvent::Typed(events::Typed("x".into())));
     assert_eq!(counter.0, 1);
-    assert_eq!(<Counter as Aggregate>::NAME, "Counter");
+    assert_eq!(<Counter as Aggregate>::NAME, "counter");
     assert_eq!(events::Typed::NAME, "r#type");
     assert_eq!(<Nothing as Aggregate>::NAME, "nothing");
     assert_eq!(NothingEvent::TYPES[0].name, "Ticked");
