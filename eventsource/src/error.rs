@@ -94,6 +94,16 @@ pub enum StoreError {
     /// (feature `tokio`): nothing ran, nothing was stored.
     #[error("the async runtime is shutting down: the operation did not run")]
     ShuttingDown,
+    /// The PostgreSQL store's TLS settings cannot work: `sslmode=require` without the
+    /// feature `tls`, `sslmode=disable` with [`PostgresOptions::tls`](crate::PostgresOptions),
+    /// or CA certificates that cannot be read. Nothing was connected. (A failed
+    /// handshake, e.g. a certificate that does not verify, is a
+    /// [`StoreError::Postgres`].)
+    #[error("PostgreSQL TLS: {message}")]
+    Tls {
+        /// What is wrong.
+        message: String,
+    },
     /// SQLite reported an error; the message is SQLite's.
     #[error("sqlite error: {0}")]
     Sqlite(#[from] rusqlite::Error),

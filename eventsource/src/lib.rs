@@ -75,6 +75,8 @@ pub use crate::projection::{
 };
 pub use crate::repository::{Committed, Loaded, Repository, TypedEvents};
 pub use crate::snapshot::{Snapshot, SnapshotPolicy};
+#[cfg(feature = "tls")]
+pub use crate::store::PostgresTls;
 pub use crate::store::{
     AppendResult, CommandRecord, EventFilter, EventStore, SqliteOptions, SqliteStore, StreamInfo,
     Synchronous,
@@ -95,6 +97,11 @@ pub use rusqlite;
 /// [`Context::postgres`] without pinning a matching `postgres` of your own.
 #[cfg(feature = "postgres")]
 pub use postgres;
+
+/// The TLS library [`PostgresTls`] is built on (feature `tls`), at the version it uses:
+/// for [`PostgresTls::from_rustls`] without pinning a matching `rustls` of your own.
+#[cfg(feature = "tls")]
+pub use rustls;
 
 /// `#[derive(Aggregate)]` with `#[aggregate(name = "...", events(A, B, ...))]`.
 #[cfg(feature = "derive")]
@@ -136,7 +143,7 @@ pub mod __private {
 
 /// The README's Rust snippets, compiled and run as doctests so they cannot rot (with
 /// every feature on, as `cargo test --workspace` builds this crate: the snippets use
-/// PostgreSQL and tokio; a doctest cannot see the crate's features itself).
-#[cfg(all(doctest, feature = "postgres", feature = "tokio"))]
+/// PostgreSQL, TLS and tokio; a doctest cannot see the crate's features itself).
+#[cfg(all(doctest, feature = "postgres", feature = "tokio", feature = "tls"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -22,6 +22,8 @@ mod postgres;
 mod sqlite;
 
 pub use self::filter::EventFilter;
+#[cfg(feature = "tls")]
+pub use self::postgres::PostgresTls;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions, PostgresStore,

@@ -5,6 +5,7 @@ mod pool;
 mod project;
 mod read;
 mod schema;
+mod tls;
 mod write;
 
 use std::fmt;
@@ -12,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Config, Statement};
 
 use self::pool::Pool;
 pub use self::pool::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions};
@@ -22,6 +23,9 @@ use self::read::{
     explain_filtered, filtered_row, query_filtered,
 };
 use self::schema::{prepare_schema, quote_schema};
+use self::tls::Connector;
+#[cfg(feature = "tls")]
+pub use self::tls::PostgresTls;
 use self::write::{
     APPEND, AppendFailure, Batch, CHECK_JSON, FIND_EVENTS, SAVE_SNAPSHOT, STORED_IDS, find_batch,
 };
@@ -261,6 +265,7 @@ struct Conn {
 /// ```
 pub struct PostgresStore {
     config: Config,
+    connector: Connector,
     schema: String,
     sql: Sql,
     pool: Pool,
@@ -358,8 +363,9 @@ impl PostgresStore {
     pub fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let schema = options.schema.as_str();
         let quoted = quote_schema(schema)?;
-        let config: Config = url.parse()?;
-        let mut client = config.connect(NoTls)?;
+        let mut config: Config = url.parse()?;
+        let connector = Connector::new(&mut config, options.tls.as_ref())?;
+        let mut client = connector.connect(&config)?;
         prepare_schema(&mut client, schema, &quoted)?;
         let table_oid: u32 = client
             .query_one(
@@ -376,6 +382,7 @@ impl PostgresStore {
         };
         Ok(PostgresStore {
             config,
+            connector,
             schema: schema.to_owned(),
             sql,
             pool: Pool::new(first, &options),
@@ -443,7 +450,7 @@ impl PostgresStore {
     }
 
     fn open(&self) -> Result<Conn, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.connector.connect(&self.config)?;
         let stmts = Statements::prepare(&mut client, &self.sql)?;
         Ok(Conn {
             client,
@@ -514,7 +521,7 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(LOOKUP_TIMEOUT);
         }
-        let mut client = config.connect(NoTls)?;
+        let mut client = self.connector.connect(&config)?;
         client.batch_execute(&format!(
             "SET lock_timeout = {}",
             LOOKUP_TIMEOUT.as_millis()

@@ -5,6 +5,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Conn;
+use super::tls::PostgresTls;
 use crate::error::StoreError;
 
 /// The default most connections a store opens (see [`PostgresOptions`]).
@@ -30,6 +31,7 @@ pub struct PostgresOptions {
     pub(super) schema: String,
     pub(super) max_connections: usize,
     pub(super) acquire_timeout: Duration,
+    pub(super) tls: Option<PostgresTls>,
 }
 
 impl Default for PostgresOptions {
@@ -46,6 +48,7 @@ impl PostgresOptions {
             schema: super::DEFAULT_SCHEMA.to_owned(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            tls: None,
         }
     }
 
@@ -73,6 +76,30 @@ impl PostgresOptions {
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
+    }
+
+    /// TLS for every connection of the store (feature `tls`), which is then refused
+    /// rather than made in plain text when the server does not offer TLS. See
+    /// [`PostgresTls`] for the choices; without this, TLS is used only when the
+    /// connection string says `sslmode=require` (as [`PostgresTls::unverified`]).
+    ///
+    /// ```
+    /// use eventsource::{PostgresOptions, PostgresTls};
+    ///
+    /// let options = PostgresOptions::new().tls(PostgresTls::system_roots()?);
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: PostgresTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS configuration given to [`PostgresOptions::tls`], if any (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn get_tls(&self) -> Option<&PostgresTls> {
+        self.tls.as_ref()
     }
 
     /// The most connections the pool opens.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, IsolationLevel, NoTls};
+use postgres::{Client, IsolationLevel};
 
 use super::read::{filtered_row, query_filtered, saturating_timestamp};
 use super::{PostgresStore, sql_int, stored_u64};
@@ -54,7 +54,7 @@ impl ProjectionStore for PostgresStore {
     type Session = PgSession;
 
     fn open_session(&self, name: &'static str) -> Result<Option<PgSession>, StoreError> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.connector.connect(&self.config)?;
         // One key per (schema, projection): a 64-bit hash, in the one-key space (the
         // append and DDL locks use the two-key space or other constants).
         let key = format!("{}.{name}", self.sql.schema);
@@ -72,7 +72,7 @@ impl ProjectionStore for PostgresStore {
     }
 
     fn listen(&self) -> Result<PgSession, StoreError> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.connector.connect(&self.config)?;
         client.batch_execute(&format!("LISTEN {}", self.sql.channel))?;
         Ok(PgSession { client })
     }
