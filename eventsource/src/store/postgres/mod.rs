@@ -1,10 +1,12 @@
 //! The PostgreSQL backend: [`PostgresStore`], whose docs describe the layout, the
 //! global order and its cost, idempotent commands, connections and reads.
 
+mod event_store;
 mod pool;
 mod project;
 mod read;
 mod schema;
+mod statements;
 mod tls;
 mod write;
 
@@ -12,30 +14,20 @@ use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use postgres::types::ToSql;
-use postgres::{Client, Config, Statement};
+use postgres::{Client, Config};
 
 use self::pool::Pool;
 pub use self::pool::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions};
-use self::read::{
-    LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM,
-    REPLAY_STREAM, STREAM_VERSION, decode_data, decode_row, decode_row_with_stream,
-    explain_filtered, filtered_row, query_filtered,
-};
+use self::read::explain_filtered;
 use self::schema::{prepare_schema, quote_schema};
+use self::statements::{Conn, Sql, Statements};
 use self::tls::Connector;
 #[cfg(feature = "tls")]
 pub use self::tls::PostgresTls;
-use self::write::{
-    APPEND, AppendFailure, Batch, CHECK_JSON, FIND_EVENTS, SAVE_SNAPSHOT, STORED_IDS, find_batch,
-};
-use super::{
-    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo, Visitor,
-};
-use crate::error::{AppendError, ReadError, StoreError};
-use crate::event::{NewEvent, Timestamp};
-use crate::snapshot::Snapshot;
-use crate::version::{ExpectedVersion, Position, StreamId, Version};
+use self::write::{AppendFailure, Batch, find_batch};
+use super::{AppendResult, EventFilter};
+use crate::error::{AppendError, StoreError};
+use crate::version::{ExpectedVersion, Position, StreamId};
 
 /// The schema [`PostgresStore::connect`] uses.
 const DEFAULT_SCHEMA: &str = "public";
@@ -51,95 +43,6 @@ const FILTERED_PAGE: usize = 512;
 /// is stored before it reports [`AppendError::Unknown`]; and how long each try may wait
 /// to connect and for the append lock.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The statements of one store, with its schema spelled in.
-#[derive(Debug)]
-struct Sql {
-    /// The quoted schema name.
-    schema: String,
-    /// The channel appends notify on commit, and live readers listen on.
-    channel: String,
-    begin_append: String,
-    append: String,
-    stream_version: String,
-    read_stream: String,
-    replay_stream: String,
-    read_all: String,
-    read_command: String,
-    stored_ids: String,
-    find_events: String,
-    check_json: String,
-    load_snapshot: String,
-    save_snapshot: String,
-    list_streams_first: String,
-    list_streams_after: String,
-}
-
-impl Sql {
-    /// The statements of the store in `schema` (quoted), whose `events` table has the oid
-    /// `table_oid`.
-    fn new(schema: &str, table_oid: u32) -> Self {
-        let spell = |template: &str| template.replace("{schema}", schema);
-        let channel = format!("eventsource_{table_oid}");
-        Sql {
-            schema: schema.to_owned(),
-            // One round trip; the lock keys and the channel are numbers, safe to spell in.
-            // The notification is sent when (and only if) the append commits.
-            begin_append: format!(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; \
-                 NOTIFY {channel}; \
-                 SELECT pg_advisory_xact_lock({APPEND_LOCK_CLASS}, {})",
-                table_oid.cast_signed()
-            ),
-            channel,
-            append: spell(APPEND),
-            stream_version: spell(STREAM_VERSION),
-            read_stream: spell(READ_STREAM),
-            replay_stream: spell(REPLAY_STREAM),
-            read_all: spell(READ_ALL),
-            read_command: spell(READ_COMMAND),
-            stored_ids: spell(STORED_IDS),
-            find_events: spell(FIND_EVENTS),
-            check_json: CHECK_JSON.into(),
-            load_snapshot: spell(LOAD_SNAPSHOT),
-            save_snapshot: spell(SAVE_SNAPSHOT),
-            list_streams_first: spell(LIST_STREAMS_FIRST),
-            list_streams_after: spell(LIST_STREAMS_AFTER),
-        }
-    }
-}
-
-/// The hot statements, prepared once per connection. Snapshot statements are not among
-/// them: a connection must not fail because someone dropped that disposable table.
-struct Statements {
-    append: Statement,
-    stream_version: Statement,
-    read_stream: Statement,
-    replay_stream: Statement,
-    read_all: Statement,
-    read_command: Statement,
-}
-
-impl Statements {
-    fn prepare(client: &mut Client, sql: &Sql) -> Result<Self, postgres::Error> {
-        Ok(Statements {
-            append: client.prepare(&sql.append)?,
-            stream_version: client.prepare(&sql.stream_version)?,
-            read_stream: client.prepare(&sql.read_stream)?,
-            replay_stream: client.prepare(&sql.replay_stream)?,
-            read_all: client.prepare(&sql.read_all)?,
-            read_command: client.prepare(&sql.read_command)?,
-        })
-    }
-}
-
-/// A pooled connection.
-struct Conn {
-    client: Client,
-    stmts: Statements,
-    /// Set when the connection must not go back to the pool (a read left rows unread).
-    discard: bool,
-}
 
 /// An event store in a PostgreSQL database: every event in one append-only table that
 /// any number of processes on any number of nodes share.
@@ -544,195 +447,6 @@ fn sql_int(n: u64) -> i64 {
 /// A `BIGINT` column that the tables' CHECK constraints keep non-negative.
 fn stored_u64(n: i64) -> u64 {
     n.unsigned_abs()
-}
-
-impl EventStore for PostgresStore {
-    fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-    ) -> Result<AppendResult, AppendError> {
-        stream.validate().map_err(StoreError::from)?;
-        let batch = Batch::new(stream, events)?;
-        if events.is_empty() {
-            let actual = self.stream_version(stream)?;
-            if !expected.matches(actual) {
-                return Err(AppendError::Conflict {
-                    stream: stream.clone(),
-                    expected,
-                    actual,
-                });
-            }
-            return Ok(AppendResult {
-                stream_version: actual,
-                positions: Vec::new(),
-                recorded_at: Timestamp::now(),
-            });
-        }
-        self.append_batch(None, stream, expected, &batch)
-    }
-
-    fn append_command(
-        &self,
-        command_id: &str,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-    ) -> Result<AppendResult, AppendError> {
-        stream.validate().map_err(StoreError::from)?;
-        let batch = Batch::new(stream, events)?;
-        // Even without events: the command is recorded, under the lock.
-        self.append_batch(Some(command_id), stream, expected, &batch)
-    }
-
-    fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
-        self.with_conn(|conn| conn.command(command_id))
-    }
-
-    fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        stream.validate()?;
-        self.with_conn(|conn| conn.stream_version(stream).map_err(StoreError::from))
-    }
-
-    fn read_stream_with(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        max_count: usize,
-        visit: &mut Visitor<'_>,
-    ) -> Result<(), ReadError> {
-        stream.validate().map_err(StoreError::from)?;
-        let from = sql_int(from.get().max(1));
-        let limit = sql_int(max_count as u64);
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&stream.aggregate_type(), &stream.id(), &from, &limit];
-        self.with_conn(|conn| {
-            conn.read(
-                |s| &s.read_stream,
-                &params,
-                |row| visit(decode_row(row, stream.aggregate_type(), stream.id())?),
-            )
-        })
-    }
-
-    fn read_all_with(
-        &self,
-        after: Position,
-        max_count: usize,
-        visit: &mut Visitor<'_>,
-    ) -> Result<(), ReadError> {
-        let after = sql_int(after.get());
-        let limit = sql_int(max_count as u64);
-        let params: [&(dyn ToSql + Sync); 2] = [&after, &limit];
-        self.with_conn(|conn| {
-            conn.read(
-                |s| &s.read_all,
-                &params,
-                |row| visit(decode_row_with_stream(row)?),
-            )
-        })
-    }
-
-    fn read_all_filtered_with(
-        &self,
-        after: Position,
-        filter: &EventFilter,
-        max_count: usize,
-        visit: &mut Visitor<'_>,
-    ) -> Result<(), ReadError> {
-        filter.validate().map_err(StoreError::from)?;
-        // Pages of owned rows (see `query_filtered`), so memory stays bounded whatever
-        // `max_count` is. Each page is a statement of its own: positions become visible
-        // in order (see "Global order"), so paging by position misses nothing.
-        let until = Position::new(i64::MAX.unsigned_abs());
-        let mut after = after;
-        let mut left = max_count;
-        while left > 0 {
-            let page = left.min(FILTERED_PAGE);
-            let rows = self.with_conn(|conn| {
-                query_filtered(
-                    &mut conn.client,
-                    &self.sql.schema,
-                    after,
-                    until,
-                    filter,
-                    page,
-                )
-            })?;
-            for row in &rows {
-                let event = filtered_row(row)?;
-                after = event.position;
-                visit(event)?;
-            }
-            if rows.len() < page {
-                break;
-            }
-            left -= rows.len();
-        }
-        Ok(())
-    }
-
-    fn list_streams(
-        &self,
-        aggregate_type: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StreamInfo>, StoreError> {
-        StreamId::new(aggregate_type, after.unwrap_or_default()).validate()?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let (statement, after) = match after {
-            Some(after) => (&self.sql.list_streams_after, after),
-            None => (&self.sql.list_streams_first, ""),
-        };
-        self.with_conn(|conn| {
-            read::list_streams(&mut conn.client, statement, aggregate_type, after, limit)
-        })
-    }
-
-    fn replay_stream_with(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        max_count: usize,
-        visit: &mut DataVisitor<'_>,
-    ) -> Result<(), ReadError> {
-        stream.validate().map_err(StoreError::from)?;
-        let from = sql_int(from.get().max(1));
-        let limit = sql_int(max_count as u64);
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&stream.aggregate_type(), &stream.id(), &from, &limit];
-        self.with_conn(|conn| {
-            conn.read(
-                |s| &s.replay_stream,
-                &params,
-                |row| visit(decode_data(row)?),
-            )
-        })
-    }
-
-    fn load_snapshot(
-        &self,
-        stream: &StreamId,
-        at_most: Version,
-        state_version: u32,
-    ) -> Result<Option<Snapshot>, StoreError> {
-        stream.validate()?;
-        self.with_conn(|conn| {
-            conn.load_snapshot(&self.sql, stream, at_most, state_version)
-                .map_err(StoreError::from)
-        })
-    }
-
-    fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
-        stream.validate()?;
-        self.with_conn(|conn| {
-            conn.save_snapshot(&self.sql, stream, snapshot)
-                .map_err(StoreError::from)
-        })
-    }
 }
 
 #[cfg(test)]
