@@ -43,6 +43,7 @@ mod aggregate;
 mod asynchronous;
 mod backoff;
 mod cache;
+mod chain;
 mod error;
 mod event;
 mod history;
@@ -62,6 +63,10 @@ pub use crate::aggregate::{Aggregate, Apply, Decision, EventSet, EventType, Into
 #[cfg(feature = "tokio")]
 pub use crate::asynchronous::{AsyncRepository, AsyncStore, AsyncSubscription, run_blocking};
 pub use crate::backoff::Backoff;
+pub use crate::chain::{
+    ChainHash, ChainHashError, ChainHead, ChainProblem, ChainProblemKind, ChainProgress,
+    ChainReport, ChainVerify, VersionGap,
+};
 pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
 pub use crate::event::{
     DecodeFailure, Event, EventData, EventEnvelope, EventId, EventLocation, Metadata, NewEvent,
@@ -117,6 +122,10 @@ pub use eventsource_derive::event;
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
+
+    /// Canonical JSON, as the hash chain covers payloads (for the tests that compare
+    /// the backends).
+    pub use crate::chain::canonical_json;
 
     pub use crate::history::{Found, find_in_history, histories_overlap, prepend_history};
     /// What `EventSet::encode` calls: JSON that refuses non-finite floats.

@@ -72,6 +72,21 @@ pub struct Verify<'a, S> {
 }
 
 impl<'a, S: EventStore> Verify<'a, S> {
+    /// Walks the store's hash chain (see [`ChainVerify`](crate::ChainVerify)): every
+    /// event checked against its hash and the one before, positions without gaps, the
+    /// chain's head, stream versions 1, 2, 3, ..., and checkpoints kept elsewhere.
+    ///
+    /// ```
+    /// use eventsource::{SqliteStore, Verify};
+    ///
+    /// let store = SqliteStore::in_memory()?;
+    /// assert!(Verify::chain(&store).run()?.is_sound());
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    pub fn chain(store: &'a S) -> crate::ChainVerify<'a, S> {
+        crate::ChainVerify::new(store)
+    }
+
     /// A check of `store` that knows no aggregate yet (every event is skipped).
     pub fn new(store: &'a S) -> Self {
         Verify {

@@ -5,7 +5,7 @@ use std::fs;
 
 use eventsource::{
     EventStore, ExpectedVersion, NewEvent, Position, SqliteOptions, SqliteStore, StoreError,
-    StreamId, Synchronous, Version,
+    StreamId, Synchronous, Verify, Version,
 };
 use eventsource_tests::{TempStore, raw_sqlite};
 
@@ -57,7 +57,7 @@ fn a_new_file_is_in_wal_mode_with_full_sync_by_default() -> TestResult {
     let tmp = TempStore::new()?;
     let _store = SqliteStore::open(&tmp.path)?;
     assert_eq!(pragma(&tmp.path, "journal_mode")?, "wal");
-    assert_eq!(pragma(&tmp.path, "user_version")?, "3");
+    assert_eq!(pragma(&tmp.path, "user_version")?, "4");
     assert_eq!(
         pragma(&tmp.path, "application_id")?,
         0x4553_5243.to_string()
@@ -126,7 +126,7 @@ fn a_store_from_a_newer_schema_is_refused_and_left_untouched() -> TestResult {
     match SqliteStore::open(&tmp.path) {
         Err(StoreError::NewerSchema {
             found, supported, ..
-        }) => assert_eq!((found, supported), (99, 3)),
+        }) => assert_eq!((found, supported), (99, 4)),
         other => panic!("expected a newer-schema error, got {other:?}"),
     }
     assert_eq!(fs::read(&tmp.path)?, before);
@@ -230,10 +230,19 @@ fn a_store_of_schema_version_1_is_migrated_in_place() -> TestResult {
     )?;
     drop(conn);
     let store = SqliteStore::open(&tmp.path)?;
-    assert_eq!(pragma(&tmp.path, "user_version")?, "3");
+    assert_eq!(pragma(&tmp.path, "user_version")?, "4");
     let stream = StreamId::new("note", "n");
     assert_eq!(store.stream_version(&stream)?, Version::new(1));
     assert!(store.load_snapshot(&stream, Version::MAX, 1)?.is_none());
     store.append(&stream, ExpectedVersion::Exact(Version::new(1)), &[note(2)])?;
+    // The hash chain starts at the first event appended after the upgrade.
+    let report = Verify::chain(&store).run()?;
+    assert!(report.is_sound(), "{report}");
+    let head = report.head.ok_or("no chain head")?;
+    assert_eq!(
+        (head.starts_at.get(), head.position.get(), head.count),
+        (2, 2, 1)
+    );
+    assert_eq!((report.events, report.unchained), (2, 1));
     Ok(())
 }

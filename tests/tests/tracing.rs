@@ -170,7 +170,7 @@ fn absorbed_snapshot_failures_are_warnings() -> TestResult {
         raw_sqlite(
             &temp.path,
             "INSERT INTO events VALUES (99, 'account', 'acc-2', 1, 'account.opened', 2, \
-             '0190f2c4-0000-7000-8000-000000000099', 0, '{\"owner\":\"bo\",\"currency\":\"EUR\"}', '{}')",
+             '0190f2c4-0000-7000-8000-000000000099', 0, '{\"owner\":\"bo\",\"currency\":\"EUR\"}', '{}', NULL)",
         )?;
         assert_eq!(accounts.load("acc-2")?.state.owner, "bo");
         // A snapshot that cannot be saved: the command still commits.

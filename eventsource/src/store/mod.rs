@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::chain::{ChainHead, VersionGap};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{EventData, NewEvent, RecordedEvent, RecordedEventRef, Timestamp};
 use crate::snapshot::Snapshot;
@@ -77,6 +78,16 @@ pub type Visitor<'v> = dyn FnMut(RecordedEventRef<'_>) -> Result<(), ReadError> 
 
 /// The visitor of [`EventStore::replay_stream_with`].
 pub type DataVisitor<'v> = dyn FnMut(EventData<'_>) -> Result<(), ReadError> + 'v;
+
+/// What [`EventStore::read_chain_with`] calls for each row: its position, and the event
+/// with its stored chain hash (`None`: stored before the chain began, or NULL), or why
+/// the row could not be read.
+#[doc(hidden)]
+pub type ChainVisitor<'v> = dyn FnMut(
+        Position,
+        Result<(RecordedEventRef<'_>, Option<&[u8]>), ReadError>,
+    ) -> Result<(), StoreError>
+    + 'v;
 
 /// An append-only store of events.
 ///
@@ -315,6 +326,39 @@ pub trait EventStore: Send + Sync {
         Ok(None)
     }
 
+    /// Not public API: the rows after `after` (at most `max_count`) with their chain
+    /// hashes, for [`Verify::chain`](crate::Verify::chain).
+    #[doc(hidden)]
+    fn read_chain_with(
+        &self,
+        after: Position,
+        max_count: usize,
+        visit: &mut ChainVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let _ = (after, max_count, visit);
+        Err(StoreError::Unsupported {
+            feature: "the hash chain",
+        })
+    }
+
+    /// Not public API: the chain's head as the store keeps it apart from the events.
+    #[doc(hidden)]
+    fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        Err(StoreError::Unsupported {
+            feature: "the hash chain",
+        })
+    }
+
+    /// Not public API: up to `limit` events whose stream lacks the version before
+    /// theirs (a stream's versions must run 1, 2, 3, ...).
+    #[doc(hidden)]
+    fn version_gaps(&self, limit: usize) -> Result<Vec<VersionGap>, StoreError> {
+        let _ = limit;
+        Err(StoreError::Unsupported {
+            feature: "the hash chain",
+        })
+    }
+
     /// Stores `snapshot` of `stream`, replacing one of the same version and state
     /// version; a backend may drop older snapshots of the stream. The default keeps
     /// nothing.
@@ -494,6 +538,15 @@ macro_rules! forward_event_store {
             }
             fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
                 (**self).save_snapshot(stream, snapshot)
+            }
+            fn read_chain_with(&self, after: Position, max_count: usize, visit: &mut ChainVisitor<'_>) -> Result<(), StoreError> {
+                (**self).read_chain_with(after, max_count, visit)
+            }
+            fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+                (**self).chain_head()
+            }
+            fn version_gaps(&self, limit: usize) -> Result<Vec<VersionGap>, StoreError> {
+                (**self).version_gaps(limit)
             }
         }
     )*};

@@ -7,11 +7,13 @@ use super::read::{
 };
 use super::write::Batch;
 use super::{FILTERED_PAGE, PostgresStore, sql_int};
+use crate::chain::{ChainHead, VersionGap};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{NewEvent, Timestamp};
 use crate::snapshot::Snapshot;
 use crate::store::{
-    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo, Visitor,
+    AppendResult, ChainVisitor, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo,
+    Visitor,
 };
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
@@ -201,5 +203,22 @@ impl EventStore for PostgresStore {
             conn.save_snapshot(&self.sql, stream, snapshot)
                 .map_err(StoreError::from)
         })
+    }
+
+    fn read_chain_with(
+        &self,
+        after: Position,
+        max_count: usize,
+        visit: &mut ChainVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.read_chain(after, max_count, visit)
+    }
+
+    fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        self.read_chain_head()
+    }
+
+    fn version_gaps(&self, limit: usize) -> Result<Vec<VersionGap>, StoreError> {
+        self.read_version_gaps(limit)
     }
 }

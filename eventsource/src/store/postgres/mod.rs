@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: [`PostgresStore`], whose docs describe the layout, the
 //! global order and its cost, idempotent commands, connections and reads.
 
+mod chain;
 mod event_store;
 mod pool;
 mod project;

@@ -103,6 +103,44 @@ CREATE TABLE {schema}.projections (
 COMMENT ON TABLE {schema}.projections IS
     'eventsource: the checkpoint of each projection, moved in the transaction that writes its read model';
 ",
+    // Tamper evidence (see `chain`): each event appended from now on carries a SHA-256
+    // over its content and the previous event's hash; the head of the chain is kept
+    // apart. Rows stored before keep a NULL hash: the chain starts after them.
+    r"
+ALTER TABLE {schema}.events ADD COLUMN hash BYTEA,
+    ADD CONSTRAINT events_hash_check CHECK (hash IS NULL OR length(hash) = 32);
+CREATE TABLE {schema}.chain (
+    id        BOOLEAN NOT NULL DEFAULT TRUE,
+    encoding  INTEGER NOT NULL,
+    starts_at BIGINT  NOT NULL,
+    position  BIGINT  NOT NULL,
+    hash      BYTEA   NOT NULL,
+    count     BIGINT  NOT NULL,
+    CONSTRAINT chain_pkey PRIMARY KEY (id),
+    CONSTRAINT chain_id_check CHECK (id),
+    CONSTRAINT chain_starts_at_check CHECK (starts_at >= 1),
+    CONSTRAINT chain_hash_check CHECK (length(hash) = 32),
+    CONSTRAINT chain_count_check CHECK (count >= 0)
+);
+COMMENT ON TABLE {schema}.chain IS
+    'eventsource: the head of the hash chain over the events table; it only moves forward';
+INSERT INTO {schema}.chain (encoding, starts_at, position, hash, count)
+SELECT 1, coalesce(max(position), 0) + 1, coalesce(max(position), 0),
+       decode(repeat('00', 32), 'hex'), 0
+FROM {schema}.events;
+CREATE FUNCTION {schema}.chain_refuse_rewind() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR NEW.position < OLD.position OR NEW.count < OLD.count
+        OR NEW.starts_at <> OLD.starts_at THEN
+        RAISE EXCEPTION 'eventsource: the chain head only moves forward; % is refused', TG_OP;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER chain_refuse_rewind
+    BEFORE UPDATE OR DELETE ON {schema}.chain
+    FOR EACH ROW EXECUTE FUNCTION {schema}.chain_refuse_rewind();
+",
 ];
 
 /// The schema version this build writes and reads.
@@ -180,15 +218,21 @@ pub(super) fn prepare_schema(
     check_triggers(client, schema, quoted)
 }
 
-/// The triggers the append-only guarantee rests on, by table.
-const REQUIRED_TRIGGERS: &[(&str, &str)] = &[
-    ("events", "events_refuse_change"),
-    ("commands", "commands_refuse_change"),
+/// The triggers the append-only guarantee rests on, by table, with their
+/// `pg_trigger.tgtype`.
+const REQUIRED_TRIGGERS: &[(&str, &str, i16)] = &[
+    ("events", "events_refuse_change", REFUSING_TGTYPE),
+    ("commands", "commands_refuse_change", REFUSING_TGTYPE),
+    ("chain", "chain_refuse_rewind", CHAIN_TGTYPE),
 ];
 
 /// `pg_trigger.tgtype` of the refusing triggers: `BEFORE` (2), `DELETE` (8), `UPDATE`
 /// (16), `TRUNCATE` (32), `FOR EACH STATEMENT` (row bit 1 clear).
 const REFUSING_TGTYPE: i16 = 2 | 8 | 16 | 32;
+
+/// `pg_trigger.tgtype` of the chain head's trigger: `FOR EACH ROW` (1), `BEFORE` (2),
+/// `DELETE` (8), `UPDATE` (16).
+const CHAIN_TGTYPE: i16 = 1 | 2 | 8 | 16;
 
 /// The body the migrations give the trigger function `function`, as `pg_proc.prosrc`
 /// keeps it (the text between the `$$`).
@@ -203,12 +247,12 @@ fn expected_body(function: &str) -> Option<&'static str> {
 
 /// Refuses a store whose refusing triggers were dropped, disabled (or enabled for
 /// replication sessions only), or replaced by ones that do not refuse: the trigger must
-/// fire `BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT` with no `WHEN`, in
-/// every session (`tgenabled` `O` or `A`), and call the store's function in the same
+/// fire `BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT` (the chain head's:
+/// `BEFORE UPDATE OR DELETE FOR EACH ROW`) with no `WHEN`, in every session (`tgenabled` `O` or `A`), and call the store's function in the same
 /// schema with the body the migrations gave it. It is not repaired behind the user's back.
 fn check_triggers(client: &mut Client, schema: &str, quoted: &str) -> Result<(), StoreError> {
     let mut missing = Vec::new();
-    for (table, trigger) in REQUIRED_TRIGGERS {
+    for (table, trigger, expected_tgtype) in REQUIRED_TRIGGERS {
         let row = client.query_opt(
             "SELECT t.tgenabled::text, t.tgtype, t.tgqual IS NULL, p.proname::text, \
              n.nspname::text, p.prosrc \
@@ -231,7 +275,7 @@ fn check_triggers(client: &mut Client, schema: &str, quoted: &str) -> Result<(),
             missing.push(format!("{trigger} (disabled)"));
         } else if enabled != "O" && enabled != "A" {
             missing.push(format!("{trigger} (fires for replication sessions only)"));
-        } else if tgtype != REFUSING_TGTYPE
+        } else if tgtype != *expected_tgtype
             || !unconditional
             || function != *trigger
             || function_schema != schema

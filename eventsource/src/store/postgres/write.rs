@@ -9,6 +9,7 @@ use postgres::types::ToSql;
 
 use super::schema::{COMMAND_ID_KEY, EVENT_ID_KEY, POSITION_KEY, STREAM_VERSION_KEY};
 use super::{Conn, Sql, pg, read, sql_int, stored_u64};
+use crate::chain::Hasher;
 use crate::error::{AppendError, StoreError};
 use crate::event::NewEvent;
 use crate::snapshot::Snapshot;
@@ -22,27 +23,52 @@ use crate::version::{ExpectedVersion, Position, StreamId, Version};
 /// fit; then it records the command id with the stream's new version and the events'
 /// positions. It returns what it found either way, and the time it stored with the events
 /// and the command.
-pub(super) const APPEND: &str = "WITH head AS (SELECT \
+///
+/// Each event's chain hash is computed here, by a recursive step per event from the
+/// newest stored hash (`links`), from the content digests the client computed (`$11`):
+/// see `chain` for the encoding. The time is `statement_timestamp()` in microseconds,
+/// spelled so that it is exact on servers whose `extract` returns a float; the chain's
+/// head moves in the same statement.
+pub(super) const APPEND: &str = "WITH RECURSIVE tail AS (\
+       SELECT position, hash FROM {schema}.events ORDER BY position DESC LIMIT 1), \
+     head AS (SELECT \
        (SELECT coalesce(max(version), 0) FROM {schema}.events \
         WHERE aggregate_type = $1 AND stream_id = $2) AS version, \
-       (SELECT coalesce(max(position), 0) FROM {schema}.events) AS position, \
+       coalesce((SELECT position FROM tail), 0) AS position, \
+       coalesce((SELECT hash FROM tail WHERE length(hash) = 32), \
+         decode(repeat('00', 32), 'hex')) AS hash, \
+       extract(epoch FROM date_trunc('second', statement_timestamp()))::bigint * 1000000 \
+         + extract(microseconds FROM statement_timestamp())::bigint % 1000000 AS micros, \
        EXISTS (SELECT 1 FROM {schema}.commands WHERE command_id = $10::text) AS done), \
      accepted AS (SELECT NOT head.done \
        AND CASE $3::int WHEN 0 THEN true WHEN 1 THEN head.version = 0 \
        WHEN 2 THEN head.version > 0 WHEN 3 THEN head.version = $4::bigint ELSE false END \
        AND head.version <= 9223372036854775807 - cardinality($5::text[]) \
        AND head.position <= 9223372036854775807 - cardinality($5::text[]) AS ok FROM head), \
+     input AS (SELECT * FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], \
+       $9::text[], $11::bytea[]) WITH ORDINALITY AS e(event_type, event_version, event_id, \
+       payload, metadata, content, n)), \
+     links (n, hash) AS (\
+       SELECT 0::bigint, head.hash FROM head, accepted WHERE accepted.ok \
+       UNION ALL \
+       SELECT l.n + 1, sha256(convert_to('eventsource.chain.v1', 'UTF8') || l.hash \
+         || int8send(head.position + l.n + 1) || int8send(head.version + l.n + 1) \
+         || int8send(head.micros) || e.content) \
+       FROM links l JOIN input e ON e.n = l.n + 1 CROSS JOIN head), \
      inserted AS (\
        INSERT INTO {schema}.events (position, aggregate_type, stream_id, version, \
-       event_type, event_version, event_id, recorded_at, payload, metadata) \
+       event_type, event_version, event_id, recorded_at, payload, metadata, hash) \
        SELECT head.position + e.n, $1, $2, head.version + e.n, e.event_type, \
        e.event_version, e.event_id::uuid, statement_timestamp(), \
-       e.payload::jsonb, e.metadata::jsonb \
-       FROM head, accepted, unnest($5::text[], $6::bigint[], $7::text[], $8::text[], \
-       $9::text[]) WITH ORDINALITY AS e(event_type, event_version, event_id, \
-       payload, metadata, n) \
-       WHERE accepted.ok \
+       e.payload::jsonb, e.metadata::jsonb, l.hash \
+       FROM head, input e JOIN links l ON l.n = e.n \
        RETURNING position), \
+     chained AS (\
+       UPDATE {schema}.chain SET position = head.position + cardinality($5::text[]), \
+       hash = (SELECT hash FROM links ORDER BY n DESC LIMIT 1), \
+       count = count + cardinality($5::text[]) \
+       FROM head, accepted WHERE accepted.ok AND cardinality($5::text[]) > 0 \
+       RETURNING 1), \
      recorded AS (\
        INSERT INTO {schema}.commands (command_id, aggregate_type, stream_id, stream_version, \
        positions, recorded_at) \
@@ -86,6 +112,8 @@ pub(super) struct Batch<'e> {
     event_ids: Vec<String>,
     payloads: Vec<&'e str>,
     metadata: Vec<String>,
+    /// Each event's content digest, which its chain hash covers (see `chain`).
+    contents: Vec<Vec<u8>>,
 }
 
 impl<'e> Batch<'e> {
@@ -97,7 +125,9 @@ impl<'e> Batch<'e> {
             event_ids: Vec::with_capacity(events.len()),
             payloads: Vec::with_capacity(events.len()),
             metadata: Vec::with_capacity(events.len()),
+            contents: Vec::with_capacity(events.len()),
         };
+        let mut hasher = Hasher::default();
         for event in events {
             serde_json::from_str::<serde::de::IgnoredAny>(&event.payload)
                 .map_err(|source| encode_error(stream, event, source))?;
@@ -108,6 +138,24 @@ impl<'e> Batch<'e> {
             batch.event_types.push(&event.event_type);
             batch.event_versions.push(i64::from(event.event_version));
             batch.event_ids.push(event.event_id.to_string());
+            let content = hasher
+                .content(
+                    stream.aggregate_type(),
+                    stream.id(),
+                    &event.event_type,
+                    event.event_version,
+                    &event.event_id,
+                    &event.payload,
+                    &metadata,
+                )
+                .map_err(|e| {
+                    encode_error(
+                        stream,
+                        event,
+                        <serde_json::Error as serde::de::Error>::custom(e),
+                    )
+                })?;
+            batch.contents.push(content.to_vec());
             batch.payloads.push(&event.payload);
             batch.metadata.push(metadata);
         }
@@ -305,7 +353,7 @@ impl Conn {
         batch: &Batch<'_>,
     ) -> Result<AppendResult, AppendFailure> {
         let (kind, exact) = expectation(expected);
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &stream.aggregate_type(),
             &stream.id(),
             &kind,
@@ -316,6 +364,7 @@ impl Conn {
             &batch.payloads,
             &batch.metadata,
             &command,
+            &batch.contents,
         ];
         let tx = AppendTransaction::begin(&mut self.client, &sql.begin_append)
             .map_err(StoreError::from)?;

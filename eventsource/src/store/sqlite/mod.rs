@@ -1,6 +1,7 @@
 //! The embedded default: every event in one append-only table of one SQLite file; see
 //! [`SqliteStore`].
 
+mod chain;
 mod project;
 mod read;
 mod schema;
@@ -23,8 +24,10 @@ use self::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, current_version};
 use super::group_commit::{GroupCommit, Request};
 use super::notify::Commits;
 use super::{
-    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo, Visitor,
+    AppendResult, ChainVisitor, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo,
+    Visitor,
 };
+use crate::chain::{ChainHead, VersionGap};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{EventData, NewEvent, Timestamp};
 use crate::snapshot::Snapshot;
@@ -604,6 +607,23 @@ impl EventStore for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn read_chain_with(
+        &self,
+        after: Position,
+        max_count: usize,
+        visit: &mut ChainVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.read_chain(after, max_count, visit)
+    }
+
+    fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        self.read_chain_head()
+    }
+
+    fn version_gaps(&self, limit: usize) -> Result<Vec<VersionGap>, StoreError> {
+        self.read_version_gaps(limit)
     }
 }
 

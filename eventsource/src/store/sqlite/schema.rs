@@ -79,6 +79,28 @@ CREATE TABLE projections (
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ",
+    // Tamper evidence: each event appended from now on carries a SHA-256 over its content
+    // and the previous event's hash (see `chain`); the head of the chain is kept apart,
+    // so that removing the newest events shows. Rows stored before keep a NULL hash: the
+    // chain starts after them (`starts_at`).
+    r"
+ALTER TABLE events ADD COLUMN hash BLOB CHECK (hash IS NULL OR length(hash) = 32);
+CREATE TABLE chain (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    encoding  INTEGER NOT NULL,
+    starts_at INTEGER NOT NULL CHECK (starts_at >= 1),
+    position  INTEGER NOT NULL,
+    hash      BLOB    NOT NULL CHECK (length(hash) = 32),
+    count     INTEGER NOT NULL CHECK (count >= 0)
+);
+INSERT INTO chain (id, encoding, starts_at, position, hash, count)
+SELECT 1, 1, coalesce(max(position), 0) + 1, coalesce(max(position), 0), zeroblob(32), 0 FROM events;
+CREATE TRIGGER chain_refuse_delete BEFORE DELETE ON chain
+BEGIN SELECT RAISE(ABORT, 'eventsource: the chain head cannot be deleted'); END;
+CREATE TRIGGER chain_refuse_rewind BEFORE UPDATE ON chain
+WHEN NEW.position < OLD.position OR NEW.count < OLD.count OR NEW.starts_at != OLD.starts_at
+BEGIN SELECT RAISE(ABORT, 'eventsource: the chain head only moves forward'); END;
+",
 ];
 
 /// The schema version this build writes and reads.
@@ -226,6 +248,9 @@ const REQUIRED_OBJECTS: &[&str] = &[
     "commands_refuse_replace",
     "snapshots",
     "projections",
+    "chain",
+    "chain_refuse_delete",
+    "chain_refuse_rewind",
 ];
 
 /// `sql` in lower case with runs of white space as one space.
@@ -239,7 +264,8 @@ fn normalize(sql: &str) -> String {
 /// Whether `sql` still defines the refusing trigger `name`. The UPDATE and DELETE
 /// triggers (whose text differs between releases) must be
 /// `CREATE TRIGGER name BEFORE UPDATE|DELETE ON table BEGIN SELECT RAISE(ABORT, '...'); END`
-/// with nothing else (no `WHEN`, no other statement); the REPLACE triggers must be
+/// with nothing else (no `WHEN`, no other statement); the REPLACE (and the chain head's
+/// REWIND) triggers must be
 /// exactly what the migrations wrote, white space aside. So a trigger replaced by one
 /// that does nothing (`WHEN 0`, an empty body, another table) is noticed.
 fn trigger_intact(name: &str, sql: &str) -> bool {
@@ -247,7 +273,7 @@ fn trigger_intact(name: &str, sql: &str) -> bool {
     let Some((table, op)) = name.rsplit_once("_refuse_") else {
         return true;
     };
-    if op == "replace" {
+    if op == "replace" || op == "rewind" {
         return MIGRATIONS
             .iter()
             .any(|migration| normalize(migration).contains(&format!("{sql};")));

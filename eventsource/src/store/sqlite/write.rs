@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
+use crate::chain::{ChainHash, Hasher, Link};
 use crate::error::{AppendError, StoreError};
 use crate::event::{EventId, NewEvent, Timestamp};
 use crate::store::AppendResult;
@@ -11,7 +12,8 @@ use crate::store::group_commit::{Outcome, Request};
 use crate::version::{Position, StreamId, Version};
 
 pub(super) const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, stream_id, version, event_type, \
-     event_version, event_id, recorded_at, payload, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     event_version, event_id, recorded_at, payload, metadata, position, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 pub(super) const STREAM_VERSION: &str = "SELECT version FROM events WHERE aggregate_type = ?1 AND stream_id = ?2 \
      ORDER BY version DESC LIMIT 1";
 pub(super) const SAVE_SNAPSHOT: &str = "INSERT OR REPLACE INTO snapshots \
@@ -22,7 +24,12 @@ pub(super) const PRUNE_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE aggregate_
      AND version < (SELECT min(version) FROM (SELECT version FROM snapshots \
      WHERE aggregate_type = ?1 AND stream_id = ?2 ORDER BY version DESC LIMIT 3))";
 
-pub(super) const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM events";
+/// The newest event's position and chain hash (NULL for a row stored before the chain).
+pub(super) const LAST_EVENT: &str =
+    "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1";
+/// Moves the chain's head past an append.
+pub(super) const ADVANCE_CHAIN: &str =
+    "UPDATE chain SET position = ?1, hash = ?2, count = count + ?3 WHERE id = 1";
 pub(super) const COMMAND_DONE: &str = "SELECT 1 FROM commands WHERE command_id = ?1";
 pub(super) const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, aggregate_type, \
      stream_id, stream_version, positions, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -279,7 +286,7 @@ fn insert(
             stream: stream.clone(),
         }));
     }
-    check_room(tx, events.len())?;
+    let (last_position, mut prev) = chain_tail(tx, events.len())?;
     let metadata = events
         .iter()
         .map(|event| {
@@ -292,15 +299,28 @@ fn insert(
             })
         })
         .collect::<Result<Vec<String>, Failed>>()?;
+    // Every link is computed before the first row is written.
+    let links = chain_links(
+        stream,
+        actual,
+        (last_position, prev),
+        events,
+        &metadata,
+        recorded_at,
+    )?;
+    if let Some(last) = links.last() {
+        prev = *last;
+    }
+    let mut id_buf = [0u8; 36];
     let dirty = |e: AppendError| Failed::Dirty(e);
     let mut positions = Vec::with_capacity(events.len());
     let mut version = actual;
     let mut insert = tx
         .prepare_cached(INSERT_EVENT)
         .map_err(|e| dirty(e.into()))?;
-    let mut id_buf = [0u8; 36];
-    for (event, metadata) in events.iter().zip(&metadata) {
+    for (i, ((event, metadata), hash)) in events.iter().zip(&metadata).zip(&links).enumerate() {
         version = version.next();
+        let position = sql_position(last_position + 1 + i as u64);
         let inserted = insert.execute((
             stream.aggregate_type(),
             stream.id(),
@@ -311,6 +331,8 @@ fn insert(
             recorded_at,
             event.payload.as_str(),
             metadata.as_str(),
+            position,
+            hash.as_bytes(),
         ));
         match inserted {
             Ok(_) => {}
@@ -322,35 +344,95 @@ fn insert(
             }
             Err(e) => return Err(dirty(e.into())),
         }
-        positions.push(Position::new(tx.last_insert_rowid().unsigned_abs()));
+        positions.push(Position::new(position.unsigned_abs()));
     }
+    tx.prepare_cached(ADVANCE_CHAIN)
+        .and_then(|mut stmt| {
+            stmt.execute((
+                sql_position(last_position + events.len() as u64),
+                prev.as_bytes(),
+                events.len() as i64,
+            ))
+        })
+        .map_err(|e| dirty(e.into()))?;
     if let Some(command_id) = command {
-        let list: Vec<u64> = positions.iter().map(|p| p.get()).collect();
-        let list = serde_json::to_string(&list).map_err(|source| {
-            dirty(AppendError::Encode {
-                stream: stream.clone(),
-                event_type: String::from("(command record)"),
-                source,
-            })
-        })?;
-        tx.prepare_cached(INSERT_COMMAND)
-            .and_then(|mut stmt| {
-                stmt.execute((
-                    command_id,
-                    stream.aggregate_type(),
-                    stream.id(),
-                    version,
-                    list,
-                    recorded_at,
-                ))
-            })
-            .map_err(|e| dirty(e.into()))?;
+        record_command(tx, command_id, stream, version, &positions, recorded_at)?;
     }
     Ok(AppendResult {
         stream_version: version,
         positions,
         recorded_at: Timestamp::from_micros(recorded_at),
     })
+}
+
+/// The chain hash of each event of an append to `stream` (at version `actual`) after the
+/// newest stored event `tail` (its position and hash).
+fn chain_links(
+    stream: &StreamId,
+    actual: Version,
+    tail: (u64, ChainHash),
+    events: &[NewEvent],
+    metadata: &[String],
+    recorded_at: i64,
+) -> Result<Vec<ChainHash>, Failed> {
+    let (last_position, mut prev) = tail;
+    let mut hasher = Hasher::default();
+    let mut links = Vec::with_capacity(events.len());
+    for (i, (event, metadata)) in events.iter().zip(metadata).enumerate() {
+        let link = Link {
+            position: last_position + 1 + i as u64,
+            aggregate_type: stream.aggregate_type(),
+            stream_id: stream.id(),
+            version: actual.get() + 1 + i as u64,
+            event_type: event.event_type.as_ref(),
+            event_version: event.event_version,
+            event_id: &event.event_id,
+            recorded_at,
+            payload: &event.payload,
+            metadata,
+        };
+        prev = hasher.link(&prev, &link).map_err(|e| {
+            Failed::Clean(AppendError::Encode {
+                stream: stream.clone(),
+                event_type: event.event_type.to_string(),
+                source: <serde_json::Error as serde::de::Error>::custom(e),
+            })
+        })?;
+        links.push(prev);
+    }
+    Ok(links)
+}
+
+/// Records the command id of an append (inside its transaction, after its events).
+fn record_command(
+    tx: &Connection,
+    command_id: &str,
+    stream: &StreamId,
+    version: Version,
+    positions: &[Position],
+    recorded_at: i64,
+) -> Result<(), Failed> {
+    let list: Vec<u64> = positions.iter().map(|p| p.get()).collect();
+    let list = serde_json::to_string(&list).map_err(|source| {
+        Failed::Dirty(AppendError::Encode {
+            stream: stream.clone(),
+            event_type: String::from("(command record)"),
+            source,
+        })
+    })?;
+    tx.prepare_cached(INSERT_COMMAND)
+        .and_then(|mut stmt| {
+            stmt.execute((
+                command_id,
+                stream.aggregate_type(),
+                stream.id(),
+                version,
+                list,
+                recorded_at,
+            ))
+        })
+        .map_err(|e| Failed::Dirty(e.into()))?;
+    Ok(())
 }
 
 /// Refuses a command whose id is already recorded.
@@ -367,12 +449,14 @@ fn check_command_new(tx: &Connection, command_id: &str) -> Result<(), Failed> {
     }
 }
 
-/// Refuses an append of `count` events that would pass the largest position: positions
-/// are SQLite rowids, and past `i64::MAX` SQLite would pick random free ones.
-fn check_room(tx: &Connection, count: usize) -> Result<(), Failed> {
-    let last_position: i64 = tx
-        .prepare_cached(LAST_POSITION)?
-        .query_row([], |r| r.get(0))?;
+/// The newest event's position and the hash the next event links to; refuses an append
+/// of `count` events that would pass the largest position (positions are SQLite rowids).
+fn chain_tail(tx: &Connection, count: usize) -> Result<(u64, ChainHash), Failed> {
+    let last: Option<(i64, Option<Vec<u8>>)> = tx
+        .prepare_cached(LAST_EVENT)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (last_position, hash) = last.unwrap_or((0, None));
     if i64::MAX - last_position < count as i64 {
         return Err(Failed::Clean(AppendError::Store(
             StoreError::PositionsExhausted {
@@ -381,7 +465,18 @@ fn check_room(tx: &Connection, count: usize) -> Result<(), Failed> {
             },
         )));
     }
-    Ok(())
+    // A row stored before the chain (or with a damaged hash, which `Verify` reports)
+    // links to nothing.
+    let prev = hash
+        .as_deref()
+        .and_then(ChainHash::from_slice)
+        .unwrap_or(ChainHash::GENESIS);
+    Ok((last_position.unsigned_abs(), prev))
+}
+
+/// A position as SQLite stores it (checked against `i64::MAX` by [`chain_tail`]).
+fn sql_position(position: u64) -> i64 {
+    i64::try_from(position).unwrap_or(i64::MAX)
 }
 
 /// The same SQLite error again, for every append of a batch whose commit failed.
