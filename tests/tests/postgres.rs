@@ -360,7 +360,7 @@ fn connecting_at_once_creates_the_schema_once() -> TestResult {
             assert_eq!(store.schema(), schema.name);
         }
         let version = schema.sql("SELECT schema_version FROM eventsource_meta")?;
-        assert_eq!(version.trim(), "3");
+        assert_eq!(version.trim(), "4");
         // Reconnecting to an existing store keeps its events.
         assert_eq!(schema.connect()?.stream_version(&s)?, Version::new(1));
         Ok(())
@@ -380,7 +380,7 @@ fn a_newer_schema_is_refused() -> TestResult {
                 supported,
             }) => {
                 assert_eq!(path.to_str(), Some(schema.name.as_str()));
-                assert_eq!((found, supported), (99, 3));
+                assert_eq!((found, supported), (99, 4));
             }
             other => panic!("expected a newer-schema error, got {other:?}"),
         }

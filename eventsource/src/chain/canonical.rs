@@ -94,7 +94,7 @@ impl Parser<'_> {
             Some(b'{') => self.object(out, depth),
             Some(b'[') => self.array(out, depth),
             Some(b'"') => {
-                let mut decoded = String::new();
+                let mut decoded = Vec::new();
                 self.string(&mut decoded)?;
                 write_string(&decoded, out);
                 Ok(())
@@ -156,14 +156,14 @@ impl Parser<'_> {
         }
         // Each member: its unescaped key and where its canonical `"key":value` is in
         // `out`. Written in input order; reordered below only when needed.
-        let mut members: Vec<(String, usize, usize)> = Vec::new();
+        let mut members: Vec<(Vec<u8>, usize, usize)> = Vec::new();
         let mut sorted = true;
         loop {
             self.whitespace();
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a string key in an object"));
             }
-            let mut key = String::new();
+            let mut key = Vec::new();
             self.string(&mut key)?;
             self.expect(b':', "expected : after an object key")?;
             let from = out.len();
@@ -171,7 +171,7 @@ impl Parser<'_> {
             out.push(b':');
             self.value(out, depth + 1)?;
             if let Some((last, ..)) = members.last() {
-                sorted &= last.as_bytes() < key.as_bytes();
+                sorted &= *last < key;
             }
             members.push((key, from, out.len()));
             self.whitespace();
@@ -190,7 +190,7 @@ impl Parser<'_> {
         if !sorted {
             // Stable: of equal keys the last one in the input ends up last, and is kept.
             let written = out.split_off(start + 1);
-            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            members.sort_by(|a, b| a.0.cmp(&b.0));
             let base = start + 1;
             let mut first = true;
             for (i, (key, from, to)) in members.iter().enumerate() {
@@ -208,8 +208,10 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// Reads a string (the cursor at its opening quote) into `into`, unescaped.
-    fn string(&mut self, into: &mut String) -> Result<(), CanonicalError> {
+    /// Reads a string (the cursor at its opening quote) into `into`, unescaped, as
+    /// UTF-8; a lone surrogate escape (which `serde_json` lets through and `jsonb`
+    /// refuses) as [`LONE_SURROGATE`] and its two bytes, which no UTF-8 text contains.
+    fn string(&mut self, into: &mut Vec<u8>) -> Result<(), CanonicalError> {
         self.at += 1;
         loop {
             let run = self.at;
@@ -220,10 +222,7 @@ impl Parser<'_> {
                 self.at += 1;
             }
             // The text is a `str` and the run stops only at ASCII bytes: valid UTF-8.
-            match std::str::from_utf8(&self.bytes[run..self.at]) {
-                Ok(chunk) => into.push_str(chunk),
-                Err(_) => return Err(self.error("invalid UTF-8 in a string")),
-            }
+            into.extend_from_slice(&self.bytes[run..self.at]);
             match self.peek() {
                 Some(b'"') => {
                     self.at += 1;
@@ -242,10 +241,18 @@ impl Parser<'_> {
                         b'n' => '\n',
                         b'r' => '\r',
                         b't' => '\t',
-                        b'u' => self.unicode_escape()?,
+                        b'u' => match self.unicode_escape()? {
+                            Ok(c) => c,
+                            Err(unit) => {
+                                into.push(LONE_SURROGATE);
+                                into.extend_from_slice(&unit.to_be_bytes());
+                                continue;
+                            }
+                        },
                         _ => return Err(self.error("invalid escape in a string")),
                     };
-                    into.push(c);
+                    let mut buf = [0u8; 4];
+                    into.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                 }
                 Some(_) => return Err(self.error("control character in a string")),
                 None => return Err(self.error("unterminated string")),
@@ -272,23 +279,22 @@ impl Parser<'_> {
         Ok(value)
     }
 
-    /// The character of a `\u` escape (the cursor after the `u`), with its low surrogate.
-    fn unicode_escape(&mut self) -> Result<char, CanonicalError> {
+    /// The character of a `\u` escape (the cursor after the `u`), with its low
+    /// surrogate; `Err(unit)` for a lone surrogate.
+    fn unicode_escape(&mut self) -> Result<Result<char, u16>, CanonicalError> {
         let high = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&high) {
-            if !self.bytes[self.at..].starts_with(b"\\u") {
-                return Err(self.error("lone surrogate in a \\u escape"));
-            }
+        if (0xD800..0xDC00).contains(&high) && self.bytes[self.at..].starts_with(b"\\u") {
+            let save = self.at;
             self.at += 2;
             let low = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&low) {
-                return Err(self.error("lone surrogate in a \\u escape"));
+            if (0xDC00..0xE000).contains(&low) {
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                return Ok(char::from_u32(code).ok_or(0xFFFF));
             }
-            0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-        } else {
-            high
-        };
-        char::from_u32(code).ok_or_else(|| self.error("lone surrogate in a \\u escape"))
+            // Not a pair: the second escape is read on its own.
+            self.at = save;
+        }
+        Ok(char::from_u32(high).ok_or_else(|| u16::try_from(high).unwrap_or(0xFFFF)))
     }
 
     /// Skips a run of digits; returns where it starts and ends.
@@ -377,12 +383,24 @@ impl Parser<'_> {
     }
 }
 
-/// Writes `s` as a canonical JSON string.
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// Marks a lone surrogate in a decoded string: a byte no UTF-8 text contains, followed
+/// by the code unit's two bytes.
+const LONE_SURROGATE: u8 = 0xFF;
+
+/// Writes a decoded string as a canonical JSON string.
+fn write_string(s: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for &b in s.as_bytes() {
+    let mut bytes = s.iter().copied();
+    while let Some(b) = bytes.next() {
         match b {
+            LONE_SURROGATE => {
+                let (high, low) = (bytes.next().unwrap_or(0), bytes.next().unwrap_or(0));
+                out.extend_from_slice(b"\\u");
+                for nibble in [high >> 4, high & 0xf, low >> 4, low & 0xf] {
+                    out.push(HEX[usize::from(nibble)]);
+                }
+            }
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
             0x08 => out.extend_from_slice(b"\\b"),
@@ -453,6 +471,11 @@ mod tests {
     fn strings_are_unescaped_then_escaped_minimally() {
         assert_eq!(canon(r#""\u0041\/\u00e9\ud83d\ude00""#), "\"A/é😀\"");
         assert_eq!(canon("\"\\\"\\\\\\n\\u0001\""), "\"\\\"\\\\\\n\\u0001\"");
+        // Lone surrogates (JSON that serde_json accepts and jsonb refuses) keep their
+        // escape, distinct from the same text escaped.
+        assert_eq!(canon(r#""\uD800x""#), r#""\ud800x""#);
+        assert_eq!(canon(r#""\ud800\u0041""#), r#""\ud800A""#);
+        assert_ne!(canon(r#""\ud800""#), canon(r#""\\ud800""#));
     }
 
     #[test]
@@ -467,7 +490,6 @@ mod tests {
             "tru",
             r#"{"a" 1}"#,
             r#""\x""#,
-            r#""\ud800""#,
             "1 2",
             "\"a\u{1}\"",
         ] {
