@@ -62,10 +62,12 @@ pub use crate::aggregate::{Aggregate, Apply, Decision, EventSet, EventType, Into
 #[cfg(feature = "tokio")]
 pub use crate::asynchronous::{AsyncRepository, AsyncStore, AsyncSubscription, run_blocking};
 pub use crate::backoff::Backoff;
-pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
+pub use crate::error::{
+    AppendError, Error, ExecuteError, ReadError, RegistrationError, Result, StoreError, UpcastError,
+};
 pub use crate::event::{
-    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventLocation, Metadata, NewEvent,
-    Payload, RecordedEvent, RecordedEventRef, Timestamp,
+    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventKey, EventLocation, Metadata,
+    NewEvent, Payload, RecordedEvent, RecordedEventRef, Timestamp,
 };
 pub use crate::history::EventSchema;
 pub use crate::projection::{
@@ -82,7 +84,7 @@ pub use crate::store::{
 #[cfg(feature = "postgres")]
 pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::Subscription;
-pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
+pub use crate::upcast::{RawEvent, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
 pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, Version};
 

@@ -206,7 +206,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     pub fn with_upcasters(
         mut self,
         upcasters: Upcasters,
-    ) -> Result<Self, crate::upcast::RegistrationError> {
+    ) -> Result<Self, crate::error::RegistrationError> {
         upcasters.validate::<A::Event>()?;
         self.upcasters = upcasters;
         Ok(self)

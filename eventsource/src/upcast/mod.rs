@@ -23,10 +23,8 @@ use std::panic::{self, AssertUnwindSafe};
 use serde_json::Value;
 
 use crate::aggregate::EventSet;
-use crate::error::ReadError;
-use crate::event::{DecodeFailure, Payload, RecordedEvent, RecordedEventRef};
-
-pub use self::validate::RegistrationError;
+use crate::error::{ReadError, UpcastError};
+use crate::event::{DecodeFailure, EventKey, Payload, RecordedEvent, RecordedEventRef};
 
 mod validate;
 
@@ -49,93 +47,6 @@ impl RawEvent {
             event_version,
             payload,
         }
-    }
-}
-
-/// A stored (event type, event version), shown as `type@version`.
-///
-/// ```
-/// use eventsource::EventKey;
-///
-/// assert_eq!(EventKey::new("account.opened", 2).to_string(), "account.opened@2");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EventKey {
-    /// The event type.
-    pub event_type: String,
-    /// The event version.
-    pub version: u32,
-}
-
-impl EventKey {
-    /// The key of `event_type` at `version`.
-    pub fn new(event_type: impl Into<String>, version: u32) -> Self {
-        EventKey {
-            event_type: event_type.into(),
-            version,
-        }
-    }
-
-    fn is(&self, event_type: &str, version: u32) -> bool {
-        self.version == version && self.event_type == event_type
-    }
-}
-
-impl fmt::Display for EventKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.event_type, self.version)
-    }
-}
-
-/// Why an upcaster could not lift a stored event. Return it from your upcaster
-/// functions; the repository wraps it with the event's location.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum UpcastError {
-    /// The upcaster refused the payload.
-    #[error("{0}")]
-    Invalid(String),
-    /// Upcasters kept producing events that are upcast again: a cycle. (Registered
-    /// through a repository, upcasters are checked for cycles before any read.)
-    #[error("upcasting did not finish after {steps} steps (a cycle of upcasters?)")]
-    TooManySteps {
-        /// How many upcaster calls ran.
-        steps: usize,
-    },
-    /// A [`Upcasters::custom`] function produced an event it did not declare: fix the
-    /// function or its `outputs`.
-    #[error("the upcaster of `{upcaster}` produced `{produced}`, which it does not declare")]
-    Undeclared {
-        /// The stored (type, version) the upcaster lifts.
-        upcaster: EventKey,
-        /// What it produced.
-        produced: EventKey,
-    },
-    /// An upcaster panicked on the stored event: a JSON upcaster (indexing a payload
-    /// that is not an object, for example) or the decoding of a typed `upcast_from`
-    /// chain (a `From` impl, a `Deserialize` impl). The panic was caught; make the code
-    /// return an error instead (see [`Upcasters::payload_object`]). Caught only when
-    /// panics unwind (not with `panic = "abort"`).
-    #[error("the upcaster of `{upcaster}` panicked: {message}")]
-    Panicked {
-        /// The (type, version) being upcast or decoded when it panicked.
-        upcaster: EventKey,
-        /// The panic's message.
-        message: String,
-    },
-    /// A [`Upcasters::payload_object`] upcaster met a payload that is not a JSON object.
-    #[error("the payload is {found}, not a JSON object")]
-    NotAnObject {
-        /// What the payload is instead: `null`, `a boolean`, `a number`, `a string` or
-        /// `an array`.
-        found: &'static str,
-    },
-}
-
-impl UpcastError {
-    /// An upcaster error with a message.
-    pub fn invalid(message: impl fmt::Display) -> Self {
-        UpcastError::Invalid(message.to_string())
     }
 }
 
