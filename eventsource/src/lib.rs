@@ -51,7 +51,7 @@ mod projection;
 mod repository;
 pub mod schema;
 mod snapshot;
-pub mod store;
+mod store;
 mod subscription;
 pub mod testing;
 mod upcast;
@@ -78,11 +78,13 @@ pub use crate::projection::{
 pub use crate::repository::{Committed, Loaded, Repository, TypedEvents};
 pub use crate::snapshot::{Snapshot, SnapshotPolicy};
 pub use crate::store::{
-    AppendResult, CommandRecord, EventFilter, EventStore, SqliteOptions, SqliteStore, StreamInfo,
-    Synchronous,
+    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, Events, SqliteOptions,
+    SqliteStore, StreamInfo, Synchronous, Visitor,
 };
 #[cfg(feature = "postgres")]
-pub use crate::store::{PostgresOptions, PostgresStore};
+pub use crate::store::{
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions, PostgresStore,
+};
 pub use crate::subscription::Subscription;
 pub use crate::upcast::{RawEvent, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
