@@ -124,11 +124,12 @@ pub use crate::backoff::Backoff;
 pub use crate::error::{
     AppendError, Error, ExecuteError, ReadError, RegistrationError, Result, StoreError, UpcastError,
 };
+#[allow(deprecated)]
+pub use crate::event::EventSchema;
 pub use crate::event::{
-    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventKey, EventLocation, Metadata,
-    NewEvent, Payload, RecordedEvent, RecordedEventRef, Timestamp,
+    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventKey, EventLocation, EventShape,
+    Metadata, NewEvent, Payload, RecordedEvent, RecordedEventRef, Timestamp,
 };
-pub use crate::history::EventSchema;
 pub use crate::projection::{
     Checkpoint, Context, HandleError, HandlerError, HandlerResult, Progress, Project, Projection,
     ProjectionError, ProjectionHandle, ProjectionStore, Projector, RunReport, WaitError,

@@ -54,7 +54,7 @@ pub(crate) fn fallback(aggregate: &Aggregate, error: syn::Error) -> TokenStream 
         #[allow(unused_qualifications)]
         impl #krate::EventSet for #enum_ident {
             const TYPES: &'static [#krate::EventType] = &[];
-            const HISTORIES: &'static [&'static [#krate::EventSchema]] = &[];
+            const HISTORIES: &'static [&'static [#krate::EventShape]] = &[];
 
             fn event_type(&self) -> #krate::EventType {
                 match *self {}
@@ -175,7 +175,7 @@ fn event_set(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
             const TYPES: &'static [#krate::EventType] = &[
                 #(#krate::EventType::of::<#paths>(),)*
             ];
-            const HISTORIES: &'static [&'static [#krate::EventSchema]] = &[
+            const HISTORIES: &'static [&'static [#krate::EventShape]] = &[
                 #(<#paths as #krate::Event>::HISTORY,)*
             ];
 

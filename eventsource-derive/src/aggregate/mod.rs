@@ -61,7 +61,7 @@ mod tests {
             "< Self as :: eventsource :: Apply < __es_AccountEvent_1 >> :: apply (self , __es_e)",
             "str_eq (< __es_AccountEvent_0 as :: eventsource :: Event > :: NAME , < \
              __es_AccountEvent_1 as",
-            "const HISTORIES : & 'static [& 'static [:: eventsource :: EventSchema]] = & [< \
+            "const HISTORIES : & 'static [& 'static [:: eventsource :: EventShape]] = & [< \
              __es_AccountEvent_0 as :: eventsource :: Event > :: HISTORY , < \
              __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY ,] ;",
             "find_in_history (< __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY , \

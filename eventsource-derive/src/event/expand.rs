@@ -28,7 +28,7 @@ pub(crate) fn event(item: &ItemStruct, args: &Args, shape: &str) -> TokenStream 
         impl #krate::Event for #ident {
             const NAME: &'static ::core::primitive::str = #name;
             const VERSION: ::core::primitive::u32 = #version;
-            const SCHEMA: &'static ::core::primitive::str = #shape;
+            const SHAPE: &'static ::core::primitive::str = #shape;
             #decode
         }
 
@@ -58,7 +58,7 @@ pub(crate) fn fallback(
             impl #krate::Event for #ident {
                 const NAME: &'static ::core::primitive::str = #name;
                 const VERSION: ::core::primitive::u32 = #version;
-                const SCHEMA: &'static ::core::primitive::str = "";
+                const SHAPE: &'static ::core::primitive::str = "";
             }
         }
     });
@@ -101,9 +101,9 @@ fn upcast(
         quote!(#head #old #tail)
     };
     let decode = quote! {
-        const HISTORY: &'static [#krate::EventSchema] =
+        const HISTORY: &'static [#krate::EventShape] =
             &#krate::__private::prepend_history::<{ #history.len() + 1 }>(
-                #krate::EventSchema::of::<Self>(),
+                #krate::EventShape::of::<Self>(),
                 #history,
             );
 

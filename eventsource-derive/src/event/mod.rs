@@ -139,13 +139,13 @@ mod tests {
         assert!(out.contains("impl es :: Event for Opened"), "{out}");
         assert!(out.contains("fn decode_version"), "{out}");
         assert!(
-            out.contains("const SCHEMA : & 'static :: core :: primitive :: str = \"{a: u8}\""),
+            out.contains("const SHAPE : & 'static :: core :: primitive :: str = \"{a: u8}\""),
             "{out}"
         );
         assert!(
             out.contains(
                 "es :: __private :: prepend_history :: < { < v1 :: Opened as es :: Event > :: \
-                 HISTORY . len () + 1 } > (es :: EventSchema :: of :: < Self > ()"
+                 HISTORY . len () + 1 } > (es :: EventShape :: of :: < Self > ()"
             ),
             "{out}"
         );

@@ -7,17 +7,19 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::history::EventSchema;
 use crate::version::{Position, StreamId, Version};
 
 pub use self::id::EventId;
 pub use self::key::EventKey;
 pub use self::metadata::Metadata;
+#[allow(deprecated)]
+pub use self::shape::{EventSchema, EventShape};
 pub use self::timestamp::Timestamp;
 
 mod id;
 mod key;
 mod metadata;
+mod shape;
 mod timestamp;
 
 /// A domain event: a fact that happened, named in the past tense, with a stable name and
@@ -37,7 +39,7 @@ mod timestamp;
 ///
 /// assert_eq!(AccountOpened::NAME, "account.opened");
 /// assert_eq!(AccountOpened::VERSION, 1);
-/// assert_eq!(AccountOpened::SCHEMA, "{owner: String}");
+/// assert_eq!(AccountOpened::SHAPE, "{owner: String}");
 /// ```
 ///
 /// The name must never change once events of the type are stored (rename the Rust type
@@ -60,11 +62,15 @@ pub trait Event:
     /// Types are fingerprinted as written, not expanded: a change inside a field's own
     /// struct is not seen here (keep [golden samples](crate::schema::check_samples) for
     /// those).
-    const SCHEMA: &'static str;
+    const SHAPE: &'static str;
+    /// The old name of [`Event::SHAPE`] ("schema" now means the SQL schema only): reading
+    /// it still works. An `impl Event` written by hand sets `SHAPE` instead.
+    #[deprecated(since = "0.1.0", note = "renamed `SHAPE`")]
+    const SCHEMA: &'static str = Self::SHAPE;
     /// Every stored (name, version) this type decodes, with its shape: the current
     /// version first, then each type of its `upcast_from` chain, newest to oldest (their
     /// names may differ: the chain may cross a rename).
-    const HISTORY: &'static [EventSchema] = &[EventSchema::of::<Self>()];
+    const HISTORY: &'static [EventShape] = &[EventShape::of::<Self>()];
 
     /// Decodes a payload stored as version `version` of this event.
     ///

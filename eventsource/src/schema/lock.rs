@@ -45,7 +45,7 @@ impl UpdateMode {
 /// The locked shapes, per aggregate type, per stored (event type, version).
 ///
 /// The file is plain text: a section per aggregate type and one line per
-/// `name@version` with its shape ([`Event::SCHEMA`](crate::Event::SCHEMA)), sorted.
+/// `name@version` with its shape ([`Event::SHAPE`](crate::Event::SHAPE)), sorted.
 /// Versions are never removed: the events stay in the store.
 ///
 /// ```

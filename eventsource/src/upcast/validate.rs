@@ -132,8 +132,8 @@ mod tests {
 
     use super::*;
     use crate::EventType;
+    use crate::event::EventShape;
     use crate::event::{DecodeFailure, Payload};
-    use crate::history::EventSchema;
     use crate::upcast::RawEvent;
 
     /// A hand-written event set decoding `new@1`, `new@2` and `legacy@1`.
@@ -145,18 +145,18 @@ mod tests {
             name: "new",
             version: 2,
         }];
-        const HISTORIES: &'static [&'static [EventSchema]] = &[&[
-            EventSchema {
+        const HISTORIES: &'static [&'static [EventShape]] = &[&[
+            EventShape {
                 name: "new",
                 version: 2,
                 shape: "",
             },
-            EventSchema {
+            EventShape {
                 name: "new",
                 version: 1,
                 shape: "",
             },
-            EventSchema {
+            EventShape {
                 name: "legacy",
                 version: 1,
                 shape: "",
