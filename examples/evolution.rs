@@ -1,4 +1,4 @@
-//! Schema evolution: events written by last year's code, read by today's.
+//! Event evolution: events written by last year's code, read by today's.
 //!
 //! ```sh
 //! cargo run --example evolution                 # a temporary SQLite file

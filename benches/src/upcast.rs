@@ -1,4 +1,4 @@
-//! G: the cost of schema evolution on replay. The same payments, stored once at version
+//! G: the cost of event evolution on replay. The same payments, stored once at version
 //! 1 (lifted on every read through a JSON upcaster v1 -> v2, then the typed chain
 //! v2 -> v3) and once at the current version 3, replayed by the same repository.
 

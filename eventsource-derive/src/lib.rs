@@ -8,7 +8,6 @@
 mod aggregate;
 mod ctxt;
 mod event;
-mod fallback;
 mod projection;
 mod respan;
 mod symbol;

@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::fmt;
 
+use crate::event::EventShape;
 use crate::event::{DecodeFailure, Event, Payload};
-use crate::history::EventSchema;
 use crate::repository::Repository;
 use crate::store::EventStore;
 
@@ -151,7 +151,7 @@ pub trait EventSet: fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
     const TYPES: &'static [EventType];
     /// For each event type, in the order of [`EventSet::TYPES`], its
     /// [`Event::HISTORY`]: every stored (name, version) the set decodes, with its shape.
-    const HISTORIES: &'static [&'static [EventSchema]];
+    const HISTORIES: &'static [&'static [EventShape]];
 
     /// The name and current version of this event.
     fn event_type(&self) -> EventType;

@@ -6,12 +6,13 @@
 //! | appending | [`AppendError`] |
 //! | reading and decoding | [`ReadError`] |
 //! | running a command through a repository | [`ExecuteError`] |
+//! | lifting a stored event (what an upcaster returns) | [`UpcastError`] |
 //! | registering upcasters (when a repository is built) | [`RegistrationError`] |
 
+use std::fmt;
 use std::path::PathBuf;
 
-use crate::event::{DecodeFailure, EventId, EventLocation};
-use crate::upcast::{RegistrationError, UpcastError};
+use crate::event::{DecodeFailure, EventId, EventKey, EventLocation};
 use crate::version::{ExpectedVersion, InvalidStreamId, StreamId, Version};
 
 /// A failure of the storage backend, or a file that is not a store we can use.
@@ -539,6 +540,109 @@ impl<E> ExecuteError<E> {
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, ExecuteError::Append(e) if e.is_outcome_unknown())
     }
+}
+
+/// Why an upcaster could not lift a stored event. Return it from your upcaster
+/// functions; the repository wraps it with the event's location.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpcastError {
+    /// The upcaster refused the payload.
+    #[error("{0}")]
+    Invalid(String),
+    /// Upcasters kept producing events that are upcast again: a cycle. (Registered
+    /// through a repository, upcasters are checked for cycles before any read.)
+    #[error("upcasting did not finish after {steps} steps (a cycle of upcasters?)")]
+    TooManySteps {
+        /// How many upcaster calls ran.
+        steps: usize,
+    },
+    /// A [`Upcasters::custom`](crate::Upcasters::custom) function produced an event it did not declare: fix the
+    /// function or its `outputs`.
+    #[error("the upcaster of `{upcaster}` produced `{produced}`, which it does not declare")]
+    Undeclared {
+        /// The stored (type, version) the upcaster lifts.
+        upcaster: EventKey,
+        /// What it produced.
+        produced: EventKey,
+    },
+    /// An upcaster panicked on the stored event: a JSON upcaster (indexing a payload
+    /// that is not an object, for example) or the decoding of a typed `upcast_from`
+    /// chain (a `From` impl, a `Deserialize` impl). The panic was caught; make the code
+    /// return an error instead (see [`Upcasters::payload_object`](crate::Upcasters::payload_object)). Caught only when
+    /// panics unwind (not with `panic = "abort"`).
+    #[error("the upcaster of `{upcaster}` panicked: {message}")]
+    Panicked {
+        /// The (type, version) being upcast or decoded when it panicked.
+        upcaster: EventKey,
+        /// The panic's message.
+        message: String,
+    },
+    /// A [`Upcasters::payload_object`](crate::Upcasters::payload_object) upcaster met a payload that is not a JSON object.
+    #[error("the payload is {found}, not a JSON object")]
+    NotAnObject {
+        /// What the payload is instead: `null`, `a boolean`, `a number`, `a string` or
+        /// `an array`.
+        found: &'static str,
+    },
+}
+
+impl UpcastError {
+    /// An upcaster error with a message.
+    pub fn invalid(message: impl fmt::Display) -> Self {
+        UpcastError::Invalid(message.to_string())
+    }
+}
+
+/// Why a set of [`Upcasters`](crate::Upcasters) does not fit an aggregate's events, found by
+/// [`Upcasters::validate`](crate::Upcasters::validate) when a repository is built. Fix the registration: no stored
+/// event has been read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistrationError {
+    /// Two upcasters are registered for the same stored (type, version): keep one.
+    #[error("two upcasters are registered for `{key}`")]
+    Duplicate {
+        /// The (type, version) registered twice.
+        key: EventKey,
+    },
+    /// An upcaster produces a (type, version) that no other upcaster lifts and the
+    /// aggregate does not decode: the chain stops short of the current version.
+    #[error(
+        "the upcaster of `{upcaster}` produces `{produces}`, which the aggregate does not decode ({})",
+        decodable_versions(&produces.event_type, decodable)
+    )]
+    NotDecodable {
+        /// The upcaster's stored (type, version).
+        upcaster: EventKey,
+        /// What it produces.
+        produces: EventKey,
+        /// The versions of that type the aggregate decodes (empty: an unknown type).
+        decodable: Vec<u32>,
+    },
+    /// Upcasters lead back to a (type, version) they started from.
+    #[error("upcasters form a cycle: {}", show_cycle(cycle))]
+    Cycle {
+        /// The keys of the cycle, the first repeated at the end.
+        cycle: Vec<EventKey>,
+    },
+}
+
+fn decodable_versions(event_type: &str, versions: &[u32]) -> String {
+    if versions.is_empty() {
+        return format!("it has no event type `{event_type}`");
+    }
+    let plural = if versions.len() == 1 { "" } else { "s" };
+    let versions: Vec<String> = versions.iter().map(ToString::to_string).collect();
+    format!(
+        "it decodes `{event_type}` at version{plural} {}",
+        versions.join(", ")
+    )
+}
+
+fn show_cycle(cycle: &[EventKey]) -> String {
+    let keys: Vec<String> = cycle.iter().map(|k| format!("`{k}`")).collect();
+    keys.join(" -> ")
 }
 
 /// Any error of this crate except a command's domain error; convenient with `?`.

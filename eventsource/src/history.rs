@@ -1,72 +1,17 @@
-//! The versions an event type decodes: [`EventSchema`], one per stored (name, version),
-//! listed by [`Event::HISTORY`] and, per aggregate, by
+//! The versions an event type decodes: [`EventShape`], one per stored (name, version),
+//! listed by [`Event::HISTORY`](crate::Event::HISTORY) and, per aggregate, by
 //! [`EventSet::HISTORIES`](crate::EventSet::HISTORIES), and the constant helpers the
 //! macros build and search them with.
 
-use std::fmt;
-
-use crate::event::Event;
-
-/// One version of an event type as the code knows it: its stored name and version and
-/// the fingerprint of its JSON shape ([`Event::SCHEMA`]). [`Event::HISTORY`] lists one
-/// per version a type decodes.
-///
-/// ```
-/// use eventsource::{event, Event, EventSchema};
-/// use serde::{Deserialize, Serialize};
-///
-/// #[event(name = "note.added")]
-/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-/// pub struct NoteAddedV1 { pub text: String }
-///
-/// #[event(name = "note.added", version = 2, upcast_from = NoteAddedV1)]
-/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-/// pub struct NoteAdded { pub text: String, pub pinned: bool }
-///
-/// impl From<NoteAddedV1> for NoteAdded {
-///     fn from(v1: NoteAddedV1) -> Self { NoteAdded { text: v1.text, pinned: false } }
-/// }
-///
-/// let versions: Vec<String> = NoteAdded::HISTORY.iter().map(ToString::to_string).collect();
-/// assert_eq!(versions, ["note.added@2", "note.added@1"]);
-/// assert_eq!(NoteAdded::HISTORY[1], EventSchema::of::<NoteAddedV1>());
-/// assert_eq!(NoteAdded::HISTORY[1].shape, "{text: String}");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EventSchema {
-    /// The stored event name.
-    pub name: &'static str,
-    /// The stored event version.
-    pub version: u32,
-    /// The fingerprint of the JSON shape of that version.
-    pub shape: &'static str,
-}
-
-impl EventSchema {
-    /// The current version of `E`.
-    pub const fn of<E: Event>() -> Self {
-        EventSchema {
-            name: E::NAME,
-            version: E::VERSION,
-            shape: E::SCHEMA,
-        }
-    }
-}
-
-impl fmt::Display for EventSchema {
-    /// `name@version`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.version)
-    }
-}
+use crate::event::EventShape;
 
 /// `first` followed by `rest`, as the array `#[event(upcast_from)]` builds its
-/// [`Event::HISTORY`] from (`N` is `rest.len() + 1`).
+/// [`Event::HISTORY`](crate::Event::HISTORY) from (`N` is `rest.len() + 1`).
 #[doc(hidden)]
 pub const fn prepend_history<const N: usize>(
-    first: EventSchema,
-    rest: &[EventSchema],
-) -> [EventSchema; N] {
+    first: EventShape,
+    rest: &[EventShape],
+) -> [EventShape; N] {
     assert!(rest.len() + 1 == N, "N must be rest.len() + 1");
     let mut out = [first; N];
     let mut i = 0;
@@ -91,7 +36,7 @@ pub enum Found {
 
 /// Looks a stored (name, version) up in a history (the generated `EventSet::decode`).
 #[doc(hidden)]
-pub fn find_in_history(history: &[EventSchema], name: &str, version: u32) -> Found {
+pub fn find_in_history(history: &[EventShape], name: &str, version: u32) -> Found {
     let mut found = Found::Nothing;
     for entry in history {
         if entry.name == name {
@@ -107,7 +52,7 @@ pub fn find_in_history(history: &[EventSchema], name: &str, version: u32) -> Fou
 /// Whether two histories share a (name, version): both types would claim the stored
 /// events of that version.
 #[doc(hidden)]
-pub const fn histories_overlap(a: &[EventSchema], b: &[EventSchema]) -> bool {
+pub const fn histories_overlap(a: &[EventShape], b: &[EventShape]) -> bool {
     let mut i = 0;
     while i < a.len() {
         let mut j = 0;
@@ -126,8 +71,8 @@ pub const fn histories_overlap(a: &[EventSchema], b: &[EventSchema]) -> bool {
 mod tests {
     use super::*;
 
-    const fn schema(name: &'static str, version: u32) -> EventSchema {
-        EventSchema {
+    const fn shape(name: &'static str, version: u32) -> EventShape {
+        EventShape {
             name,
             version,
             shape: "",
@@ -136,17 +81,17 @@ mod tests {
 
     #[test]
     fn histories_are_prepended_and_searched() {
-        const OLD: &[EventSchema] = &[schema("a", 2), schema("created", 1)];
-        const NEW: [EventSchema; 3] = prepend_history::<3>(schema("a", 3), OLD);
-        assert_eq!(NEW, [schema("a", 3), schema("a", 2), schema("created", 1)]);
+        const OLD: &[EventShape] = &[shape("a", 2), shape("created", 1)];
+        const NEW: [EventShape; 3] = prepend_history::<3>(shape("a", 3), OLD);
+        assert_eq!(NEW, [shape("a", 3), shape("a", 2), shape("created", 1)]);
         assert_eq!(find_in_history(&NEW, "a", 3), Found::Version);
         assert_eq!(find_in_history(&NEW, "created", 1), Found::Version);
         assert_eq!(find_in_history(&NEW, "a", 1), Found::Name);
         assert_eq!(find_in_history(&NEW, "b", 3), Found::Nothing);
-        assert!(histories_overlap(&NEW, &[schema("created", 1)]));
+        assert!(histories_overlap(&NEW, &[shape("created", 1)]));
         assert!(!histories_overlap(
             &NEW,
-            &[schema("created", 2), schema("b", 1)]
+            &[shape("created", 2), shape("b", 1)]
         ));
     }
 }

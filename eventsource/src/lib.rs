@@ -1,12 +1,14 @@
 //! Event-sourced aggregates on an append-only store.
 //!
 //! Annotate plain domain structs: `#[event]` on each event type, `#[derive(Aggregate)]`
-//! on the aggregate root. Command handlers are plain methods that return events; a
-//! [`Repository`] loads the aggregate by replaying its stream, runs the handler and
-//! appends the new events under optimistic concurrency, all in one append-only table.
+//! on the aggregate root. Command handlers are plain methods that return events (or
+//! your error); a [`Repository`] loads the aggregate by replaying its stream, runs the
+//! handler and appends the new events under optimistic concurrency, into one table that
+//! the database itself refuses to UPDATE or DELETE. The embedded default is a SQLite
+//! file; PostgreSQL is a feature away.
 //!
 //! ```
-//! use eventsource::{event, Aggregate, Apply, SqliteStore};
+//! use eventsource::{event, Aggregate, Apply, ExecuteError, SqliteStore};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[event(name = "account.opened")]
@@ -19,22 +21,79 @@
 //!
 //! #[derive(Debug, Default, Aggregate)]
 //! #[aggregate(name = "account", events(AccountOpened, MoneyDeposited))]
-//! pub struct Account { owner: String, balance: u64 }
+//! pub struct Account { open: bool, balance: u64 }
 //!
 //! impl Apply<AccountOpened> for Account {
-//!     fn apply(&mut self, e: &AccountOpened) { self.owner = e.owner.clone(); }
+//!     fn apply(&mut self, _: &AccountOpened) { self.open = true; }
 //! }
 //! impl Apply<MoneyDeposited> for Account {
 //!     fn apply(&mut self, e: &MoneyDeposited) { self.balance += e.amount; }
 //! }
 //!
-//! let accounts = Account::repository(SqliteStore::in_memory()?); // a Repository<Account, _>
+//! #[derive(Debug, PartialEq, thiserror::Error)]
+//! pub enum AccountError {
+//!     #[error("the account is not open")]
+//!     NotOpen,
+//! }
+//!
+//! // Business rules live in command handlers: they read the state and decide what happens.
+//! impl Account {
+//!     pub fn deposit(&self, amount: u64) -> Result<MoneyDeposited, AccountError> {
+//!         if !self.open { return Err(AccountError::NotOpen); }
+//!         Ok(MoneyDeposited { amount })
+//!     }
+//! }
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path().join("bank.db"))?; // created on first open
+//! let accounts = Account::repository(store);
+//!
 //! accounts.execute("acc-1", |_| AccountOpened { owner: "ann".into() })?;
-//! accounts.execute("acc-1", |_| MoneyDeposited { amount: 10 })?;
+//! accounts.execute("acc-1", |acc| acc.deposit(10))?;
+//! let refused = accounts.execute("acc-2", |acc| acc.deposit(5));
+//! assert!(matches!(refused, Err(ExecuteError::Domain(AccountError::NotOpen))));
+//!
 //! let acc = accounts.load("acc-1")?;
 //! assert_eq!((acc.state.balance, acc.version.get()), (10, 2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # The main types, by task
+//!
+//! | task | start with |
+//! |---|---|
+//! | declare events and aggregates | [`event`], [`Event`], [`Aggregate`], [`Apply`], [`Decision`] |
+//! | run commands (the write side) | [`Repository::execute`], [`Repository::execute_once`], [`Metadata`], [`ExecuteError`] |
+//! | test an aggregate's rules | [`testing::given`] |
+//! | open a store | [`SqliteStore`], [`SqliteOptions`], [`EventStore`] |
+//! | read the global order | [`Repository::read_all`], [`EventStore::read_all_filtered`], [`EventFilter`] |
+//! | keep read models (the read side) | [`Projection`], [`Project`], [`Projector`], [`Subscription`] |
+//! | go faster | [`Repository::with_cache`], [`Repository::with_snapshots`], [`SnapshotPolicy`] |
+//! | evolve events | `#[event(version, upcast_from)]`, [`Upcasters`], [`schema::assert_locked`], [`schema::check_samples`] |
+//! | check a store's events | [`Verify`] |
+//! | handle errors | [`Error`] and the per-operation [`StoreError`], [`AppendError`], [`ReadError`] |
+//! | async code (feature `tokio`) | `AsyncRepository`, `AsyncStore`, `AsyncSubscription` |
+//! | PostgreSQL (feature `postgres`) | `PostgresStore`, `PostgresOptions` |
+//!
+//! # Further reading
+//!
+//! The README is a longer tour: [repositories], [handling errors], [the read side],
+//! [async services], [speed], [choosing a store] and [evolving events].
+//! RELIABILITY.md lists each promise with the test behind it: [concurrency],
+//! [unknown commit outcomes], [crashes], [bad data] and [PostgreSQL connections].
+//!
+//! [repositories]: https://example.invalid/eventsource/blob/main/README.md#repositories
+//! [handling errors]: https://example.invalid/eventsource/blob/main/README.md#handling-errors
+//! [the read side]: https://example.invalid/eventsource/blob/main/README.md#the-read-side-projections-and-subscriptions
+//! [async services]: https://example.invalid/eventsource/blob/main/README.md#in-an-async-service
+//! [speed]: https://example.invalid/eventsource/blob/main/README.md#speed-group-commit-the-state-cache-and-snapshots
+//! [choosing a store]: https://example.invalid/eventsource/blob/main/README.md#choosing-a-store
+//! [evolving events]: https://example.invalid/eventsource/blob/main/README.md#evolving-events
+//! [concurrency]: https://example.invalid/eventsource/blob/main/RELIABILITY.md#concurrency-nothing-lost-nothing-doubled
+//! [unknown commit outcomes]: https://example.invalid/eventsource/blob/main/RELIABILITY.md#commit-outcome-unknown-an-error-means-nothing-was-stored-unless-it-says-otherwise
+//! [crashes]: https://example.invalid/eventsource/blob/main/RELIABILITY.md#crashes-an-acknowledged-append-survives-a-batch-is-all-or-nothing
+//! [bad data]: https://example.invalid/eventsource/blob/main/RELIABILITY.md#bad-data-in-the-table-a-precise-error-never-a-panic-never-a-wrong-aggregate
+//! [PostgreSQL connections]: https://example.invalid/eventsource/blob/main/RELIABILITY.md#postgresql-connections-bounded-and-a-full-pool-is-a-clean-error
 
 #[macro_use]
 mod trace;
@@ -52,7 +111,7 @@ mod projection;
 mod repository;
 pub mod schema;
 mod snapshot;
-pub mod store;
+mod store;
 mod subscription;
 pub mod testing;
 mod upcast;
@@ -67,12 +126,15 @@ pub use crate::chain::{
     ChainHash, ChainHashError, ChainHead, ChainProblem, ChainProblemKind, ChainProgress,
     ChainReport, ChainVerify, VersionGap,
 };
-pub use crate::error::{AppendError, Error, ExecuteError, ReadError, Result, StoreError};
-pub use crate::event::{
-    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventLocation, Metadata, NewEvent,
-    Payload, RecordedEvent, RecordedEventRef, Timestamp,
+pub use crate::error::{
+    AppendError, Error, ExecuteError, ReadError, RegistrationError, Result, StoreError, UpcastError,
 };
-pub use crate::history::EventSchema;
+#[allow(deprecated)]
+pub use crate::event::EventSchema;
+pub use crate::event::{
+    DecodeFailure, Event, EventData, EventEnvelope, EventId, EventKey, EventLocation, EventShape,
+    Metadata, NewEvent, Payload, RecordedEvent, RecordedEventRef, Timestamp,
+};
 pub use crate::projection::{
     Checkpoint, Context, HandleError, HandlerError, HandlerResult, Progress, Project, Projection,
     ProjectionError, ProjectionHandle, ProjectionStore, Projector, RunReport, WaitError,
@@ -80,16 +142,19 @@ pub use crate::projection::{
 };
 pub use crate::repository::{Committed, Loaded, Repository, TypedEvents};
 pub use crate::snapshot::{Snapshot, SnapshotPolicy};
+/// Not public API: what [`EventStore`]'s hidden hash-chain method takes.
+#[doc(hidden)]
+pub use crate::store::ChainVisitor;
 #[cfg(feature = "tls")]
 pub use crate::store::PostgresTls;
 pub use crate::store::{
-    AppendResult, CommandRecord, EventFilter, EventStore, SqliteOptions, SqliteStore, StreamInfo,
-    Synchronous,
+    AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, Events, SqliteOptions,
+    SqliteStore, StreamInfo, Synchronous, Visitor,
 };
 #[cfg(feature = "postgres")]
 pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::Subscription;
-pub use crate::upcast::{EventKey, RawEvent, RegistrationError, UpcastError, Upcasters};
+pub use crate::upcast::{RawEvent, Upcasters};
 pub use crate::verify::{Verify, VerifyCount, VerifyFailure, VerifyReport};
 pub use crate::version::{ExpectedVersion, InvalidStreamId, Position, StreamId, Version};
 

@@ -11,9 +11,10 @@ use std::fmt;
 
 use crate::aggregate::Aggregate;
 use crate::error::ReadError;
+use crate::error::RegistrationError;
 use crate::event::{EventLocation, RecordedEventRef};
 use crate::store::EventStore;
-use crate::upcast::{RegistrationError, Upcasters};
+use crate::upcast::Upcasters;
 use crate::version::Position;
 
 /// How many events [`Verify::run`] reads per page, by default.

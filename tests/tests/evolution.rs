@@ -1,4 +1,4 @@
-//! Schema evolution end to end: events stored in old shapes read by today's code through
+//! Event evolution end to end: events stored in old shapes read by today's code through
 //! typed chains (across a rename) and JSON upcasters (1 to 1, 1 to N, 1 to 0),
 //! registration mistakes refused when the repository is built, and `Verify` over whole
 //! stores, on SQLite files and (when `EVENTSOURCE_POSTGRES_URL` is set) PostgreSQL.
@@ -181,7 +181,7 @@ fn the_event_set_lists_every_version_it_decodes() {
     assert_eq!(MoneyDeposited::HISTORY.len(), 3);
     assert_eq!(MoneyDeposited::HISTORY[2].shape, "{amount: u64}");
     assert_eq!(
-        MoneyDeposited::SCHEMA,
+        MoneyDeposited::SHAPE,
         "{amount: u64, currency: String, #[serde(default)] memo: Option<String>}"
     );
     assert_eq!(AccountEvent::HISTORIES.len(), AccountEvent::TYPES.len());
@@ -199,9 +199,18 @@ struct NoteTaken {
 #[test]
 fn the_shape_has_the_serde_attributes_written_before_and_after_the_event_attribute() {
     assert_eq!(
-        NoteTaken::SCHEMA,
+        NoteTaken::SHAPE,
         r#"#[serde(rename_all = "camelCase")] {#[serde(default)] note_text: String}"#
     );
+}
+
+/// The fingerprint was once called a schema: the old names still compile, deprecated.
+#[test]
+#[allow(deprecated)]
+fn the_old_names_of_the_shape_still_work() {
+    assert_eq!(NoteTaken::SCHEMA, NoteTaken::SHAPE);
+    let old: eventsource::EventSchema = eventsource::EventSchema::of::<NoteTaken>();
+    assert_eq!(old, eventsource::EventShape::of::<NoteTaken>());
 }
 
 #[test]

@@ -11,11 +11,10 @@ use std::error::Error;
 use std::sync::Barrier;
 use std::thread;
 
-use eventsource::store::{DataVisitor, Visitor};
 use eventsource::{
-    AppendError, AppendResult, CommandRecord, EventFilter, EventStore, EventType, ExpectedVersion,
-    InvalidStreamId, NewEvent, Position, PostgresStore, RawEvent, ReadError, RecordedEvent,
-    Repository, SqliteStore, StoreError, StreamId, Upcasters, Version,
+    AppendError, AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, EventType,
+    ExpectedVersion, InvalidStreamId, NewEvent, Position, PostgresStore, RawEvent, ReadError,
+    RecordedEvent, Repository, SqliteStore, StoreError, StreamId, Upcasters, Version, Visitor,
 };
 use eventsource_tests::pg::{self, TestSchema};
 use eventsource_tests::{

@@ -1,5 +1,6 @@
-//! The code `#[derive(Aggregate)]` emits for a valid aggregate: the event enum, its
-//! `From` and `EventSet` impls, the `Aggregate` impl and compile-time checks.
+//! The code `#[derive(Aggregate)]` emits: for a valid aggregate the event enum, its
+//! `From` and `EventSet` impls, the `Aggregate` impl and compile-time checks; next to an
+//! attribute error, a stub ([`fallback`]).
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
@@ -25,6 +26,74 @@ pub(crate) fn derive(aggregate: &Aggregate) -> TokenStream {
         #aggregate_impl
         #name_checks
         #history_checks
+    }
+}
+
+/// What the derive emits when the attribute has errors (after thiserror's
+/// `fallback.rs`): the error, an event enum without variants and an `Aggregate` impl that
+/// uses it, so code naming the aggregate or its event enum does not fail a second time.
+pub(crate) fn fallback(aggregate: &Aggregate, error: syn::Error) -> TokenStream {
+    let error = error.into_compile_error();
+    let krate = aggregate.krate();
+    let ident = aggregate.ident();
+    let vis = aggregate.vis();
+    let name = aggregate.name();
+    let mut enum_ident = aggregate.event_enum();
+    if enum_ident == *ident {
+        enum_ident = quote::format_ident!("{}Event", ident);
+    }
+    let doc = format!("The events of the [`{ident}`] aggregate (none: see the error).");
+    quote! {
+        #error
+
+        #[doc = #doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
+        #vis enum #enum_ident {}
+
+        #[automatically_derived]
+        #[allow(unused_qualifications)]
+        impl #krate::EventSet for #enum_ident {
+            const TYPES: &'static [#krate::EventType] = &[];
+            const HISTORIES: &'static [&'static [#krate::EventShape]] = &[];
+
+            fn event_type(&self) -> #krate::EventType {
+                match *self {}
+            }
+
+            fn encode(
+                &self,
+            ) -> ::core::result::Result<
+                ::std::string::String,
+                #krate::__private::serde_json::Error,
+            > {
+                match *self {}
+            }
+
+            fn decode(
+                _: &::core::primitive::str,
+                _: ::core::primitive::u32,
+                _: #krate::Payload<'_>,
+            ) -> ::core::result::Result<Self, #krate::DecodeFailure> {
+                ::core::result::Result::Err(#krate::DecodeFailure::UnknownType)
+            }
+        }
+
+        #[automatically_derived]
+        #[allow(unused_qualifications)]
+        impl #krate::Aggregate for #ident
+        where
+            // The supertraits as a bound, so a struct that also lacks them gets no second
+            // error here; `for<'__es>` because trivial bounds are unstable
+            // (rust-lang/rust#48214).
+            for<'__es> #ident: ::core::default::Default + ::core::marker::Send,
+        {
+            const NAME: &'static ::core::primitive::str = #name;
+            type Event = #enum_ident;
+
+            fn apply_event(&mut self, __es_event: &Self::Event) {
+                match *__es_event {}
+            }
+        }
     }
 }
 
@@ -106,7 +175,7 @@ fn event_set(aggregate: &Aggregate, events: &[Event]) -> TokenStream {
             const TYPES: &'static [#krate::EventType] = &[
                 #(#krate::EventType::of::<#paths>(),)*
             ];
-            const HISTORIES: &'static [&'static [#krate::EventSchema]] = &[
+            const HISTORIES: &'static [&'static [#krate::EventShape]] = &[
                 #(<#paths as #krate::Event>::HISTORY,)*
             ];
 

@@ -3,7 +3,7 @@
 //!
 //! [`ast`] models the input (parsing the attribute with [`attr`]), [`valid`] checks it,
 //! [`expand`](mod@expand) emits the code. On an error in the attribute the derive emits
-//! the error and a stub from [`crate::fallback`], so the rest of the crate still
+//! the error and a stub ([`expand::fallback`]), so the rest of the crate still
 //! compiles and the user sees only the real error.
 
 mod ast;
@@ -15,7 +15,6 @@ use proc_macro2::TokenStream;
 use syn::DeriveInput;
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) use self::ast::Aggregate;
 
@@ -31,7 +30,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     aggregate.validate(&cx);
     match cx.check() {
         Ok(()) => Ok(expand::derive(&aggregate)),
-        Err(err) if aggregate.supported => Ok(fallback::aggregate(&aggregate, err)),
+        Err(err) if aggregate.supported => Ok(expand::fallback(&aggregate, err)),
         Err(err) => Err(err),
     }
 }
@@ -62,7 +61,7 @@ mod tests {
             "< Self as :: eventsource :: Apply < __es_AccountEvent_1 >> :: apply (self , __es_e)",
             "str_eq (< __es_AccountEvent_0 as :: eventsource :: Event > :: NAME , < \
              __es_AccountEvent_1 as",
-            "const HISTORIES : & 'static [& 'static [:: eventsource :: EventSchema]] = & [< \
+            "const HISTORIES : & 'static [& 'static [:: eventsource :: EventShape]] = & [< \
              __es_AccountEvent_0 as :: eventsource :: Event > :: HISTORY , < \
              __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY ,] ;",
             "find_in_history (< __es_AccountEvent_1 as :: eventsource :: Event > :: HISTORY , \

@@ -1,4 +1,5 @@
-//! The `Event` impl `#[event]` emits for a valid struct.
+//! The `Event` impl `#[event]` emits for a valid struct, and the stub it emits next to an
+//! error ([`fallback`]).
 
 use proc_macro2::{Delimiter, Group, Literal, TokenStream};
 use quote::{quote, quote_spanned};
@@ -27,12 +28,44 @@ pub(crate) fn event(item: &ItemStruct, args: &Args, shape: &str) -> TokenStream 
         impl #krate::Event for #ident {
             const NAME: &'static ::core::primitive::str = #name;
             const VERSION: ::core::primitive::u32 = #version;
-            const SCHEMA: &'static ::core::primitive::str = #shape;
+            const SHAPE: &'static ::core::primitive::str = #shape;
             #decode
         }
 
         #checks
     }
+}
+
+/// What `#[event]` emits when it has errors (after thiserror's `fallback.rs`): the
+/// user's item unchanged, the error and, when the item is a struct we can implement
+/// `Event` for, an impl with the name and version given (or their defaults) and an empty
+/// shape.
+pub(crate) fn fallback(
+    item: TokenStream,
+    target: Option<&ItemStruct>,
+    args: &Args,
+    error: syn::Error,
+) -> TokenStream {
+    let error = error.into_compile_error();
+    let stub = target.map(|target| {
+        let krate = args.krate();
+        let ident = &target.ident;
+        let name = args.name(ident);
+        let version = args.version_literal();
+        quote! {
+            #[automatically_derived]
+            #[allow(unused_qualifications)]
+            impl #krate::Event for #ident {
+                const NAME: &'static ::core::primitive::str = #name;
+                const VERSION: ::core::primitive::u32 = #version;
+                const SHAPE: &'static ::core::primitive::str = "";
+            }
+        }
+    });
+    let mut out = item;
+    out.extend([error]);
+    out.extend(stub);
+    out
 }
 
 /// `decode_version` through `old`, the history (this version, then `old`'s), and the
@@ -68,9 +101,9 @@ fn upcast(
         quote!(#head #old #tail)
     };
     let decode = quote! {
-        const HISTORY: &'static [#krate::EventSchema] =
+        const HISTORY: &'static [#krate::EventShape] =
             &#krate::__private::prepend_history::<{ #history.len() + 1 }>(
-                #krate::EventSchema::of::<Self>(),
+                #krate::EventShape::of::<Self>(),
                 #history,
             );
 

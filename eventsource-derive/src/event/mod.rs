@@ -3,7 +3,7 @@
 //! [`args`] parses and checks the arguments, [`shape`] fingerprints the struct's JSON
 //! shape (and rejects what would make it depend on the build configuration),
 //! [`expand`](mod@expand) emits the impl. On an error the struct is given back unchanged
-//! with the error (and, when possible, a stub impl from [`crate::fallback`]), so the user
+//! with the error (and, when possible, a stub impl from [`expand::fallback`]), so the user
 //! sees only the real error.
 
 mod args;
@@ -15,7 +15,6 @@ use quote::quote;
 use syn::{Item, ItemStruct};
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) use self::args::Args;
 
@@ -38,7 +37,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<Token
             &args,
             shape.as_deref().unwrap_or_default(),
         )),
-        (target, Err(err)) => Ok(fallback::event(input, target, &args, err)),
+        (target, Err(err)) => Ok(expand::fallback(input, target, &args, err)),
         (None, Ok(())) => unreachable!("`target` records an error when it returns `None`"),
     }
 }
@@ -140,13 +139,13 @@ mod tests {
         assert!(out.contains("impl es :: Event for Opened"), "{out}");
         assert!(out.contains("fn decode_version"), "{out}");
         assert!(
-            out.contains("const SCHEMA : & 'static :: core :: primitive :: str = \"{a: u8}\""),
+            out.contains("const SHAPE : & 'static :: core :: primitive :: str = \"{a: u8}\""),
             "{out}"
         );
         assert!(
             out.contains(
                 "es :: __private :: prepend_history :: < { < v1 :: Opened as es :: Event > :: \
-                 HISTORY . len () + 1 } > (es :: EventSchema :: of :: < Self > ()"
+                 HISTORY . len () + 1 } > (es :: EventShape :: of :: < Self > ()"
             ),
             "{out}"
         );

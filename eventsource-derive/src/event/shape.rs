@@ -1,4 +1,4 @@
-//! The fingerprint of an event's JSON shape that `#[event]` records as `Event::SCHEMA`:
+//! The fingerprint of an event's JSON shape that `#[event]` records as `Event::SHAPE`:
 //! field names, types as written and the serde attributes that change the JSON, on one
 //! canonical line.
 //!

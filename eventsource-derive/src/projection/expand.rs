@@ -44,9 +44,9 @@ pub(crate) fn derive(input: &DeriveInput, attrs: &Attrs, version: u32) -> TokenS
             fn event_types() -> ::std::vec::Vec<&'static ::core::primitive::str> {
                 let mut __es_types = ::std::vec::Vec::new();
                 #(
-                    for __es_schema in <#paths as #krate::Event>::HISTORY {
-                        if !__es_types.contains(&__es_schema.name) {
-                            __es_types.push(__es_schema.name);
+                    for __es_shape in <#paths as #krate::Event>::HISTORY {
+                        if !__es_types.contains(&__es_shape.name) {
+                            __es_types.push(__es_shape.name);
                         }
                     }
                 )*

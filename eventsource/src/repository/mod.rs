@@ -2,6 +2,7 @@
 //! handlers and appends the events they return under optimistic concurrency.
 
 mod execute;
+mod snapshots;
 mod typed;
 
 pub use self::typed::TypedEvents;
@@ -12,6 +13,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::snapshots::Snapshots;
 use crate::aggregate::Aggregate;
 use crate::backoff::Backoff;
 use crate::cache::StateCache;
@@ -19,7 +21,7 @@ use crate::cache::StateCache;
 use crate::error::ExecuteError;
 use crate::error::ReadError;
 use crate::event::{EventData, EventId, Payload, Timestamp};
-use crate::snapshot::{SnapshotPolicy, Snapshots};
+use crate::snapshot::SnapshotPolicy;
 use crate::store::EventStore;
 use crate::upcast::{LiftError, Upcasters};
 use crate::version::{Position, StreamId, Version};
@@ -204,7 +206,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     pub fn with_upcasters(
         mut self,
         upcasters: Upcasters,
-    ) -> Result<Self, crate::upcast::RegistrationError> {
+    ) -> Result<Self, crate::error::RegistrationError> {
         upcasters.validate::<A::Event>()?;
         self.upcasters = upcasters;
         Ok(self)

@@ -10,8 +10,10 @@ use serde_json::Value;
 
 use super::SchemaError;
 use crate::aggregate::EventSet;
+use crate::error::UpcastError;
+use crate::event::EventKey;
 use crate::event::{DecodeFailure, Payload};
-use crate::upcast::{EventKey, LiftError, UpcastError, Upcasters};
+use crate::upcast::{LiftError, Upcasters};
 
 /// Why one sample file failed.
 #[derive(Debug, thiserror::Error)]
@@ -354,7 +356,7 @@ fn render<E: EventSet>(events: &[E]) -> String {
 #[cfg(test)]
 mod tests {
     use super::sample_key;
-    use crate::upcast::EventKey;
+    use crate::event::EventKey;
 
     #[test]
     fn sample_files_are_named_after_the_stored_version() {

@@ -10,7 +10,9 @@ use std::sync::{Mutex, PoisonError};
 use super::SchemaError;
 use super::shape;
 use crate::aggregate::{Aggregate, EventSet};
-use crate::upcast::{EventKey, RegistrationError, Upcasters};
+use crate::error::RegistrationError;
+use crate::event::EventKey;
+use crate::upcast::Upcasters;
 
 /// The environment variable that makes [`assert_locked`] write the lock: `1` records
 /// new event versions, `overwrite` also replaces changed shapes of locked versions.
@@ -43,7 +45,7 @@ impl UpdateMode {
 /// The locked shapes, per aggregate type, per stored (event type, version).
 ///
 /// The file is plain text: a section per aggregate type and one line per
-/// `name@version` with its shape ([`Event::SCHEMA`](crate::Event::SCHEMA)), sorted.
+/// `name@version` with its shape ([`Event::SHAPE`](crate::Event::SHAPE)), sorted.
 /// Versions are never removed: the events stay in the store.
 ///
 /// ```
@@ -603,8 +605,8 @@ fn rename_hints(lock: &SchemaLock, aggregate: &str, violations: &[LockViolation]
 #[cfg(test)]
 mod tests {
     use super::{SchemaLock, escape, unescape};
+    use crate::event::EventKey;
     use crate::schema::SchemaError;
-    use crate::upcast::EventKey;
 
     #[test]
     fn text_round_trips_and_sorts() -> Result<(), SchemaError> {

@@ -1,8 +1,8 @@
-//! Test helpers that keep event schemas from changing silently.
+//! Test helpers that keep event shapes from changing silently.
 //!
 //! - The **schema lock** ([`assert_locked`], [`SchemaLock`]): a committed plain-text file,
 //!   e.g. `events.lock`, with the shape of every event version an aggregate has stored
-//!   ([`Event::SCHEMA`](crate::Event::SCHEMA), one line per `name@version`). A test
+//!   ([`Event::SHAPE`](crate::Event::SHAPE), one line per `name@version`). A test
 //!   fails when a shape changed while its version did not (naming the event and the
 //!   field), when a new version is not locked yet, and when a locked version no longer
 //!   decodes through an `upcast_from` chain or the upcasters.

@@ -1,4 +1,4 @@
-//! Reading the canonical shapes `#[event]` writes ([`Event::SCHEMA`](crate::Event::SCHEMA))
+//! Reading the canonical shapes `#[event]` writes ([`Event::SHAPE`](crate::Event::SHAPE))
 //! back into fields, to say what changed between two of them.
 //!
 //! ```text
@@ -44,7 +44,7 @@ impl Body<'_> {
 }
 
 /// What changed from shape `old` to shape `new`, one line per change (empty when they
-/// are equal). Shapes that are not in the canonical format (hand-written `SCHEMA`s) are
+/// are equal). Shapes that are not in the canonical format (hand-written `SHAPE`s) are
 /// compared as a whole.
 pub(crate) fn diff(old: &str, new: &str) -> Vec<String> {
     if old == new {

@@ -26,9 +26,7 @@ pub use self::filter::EventFilter;
 #[cfg(feature = "tls")]
 pub use self::postgres::PostgresTls;
 #[cfg(feature = "postgres")]
-pub use self::postgres::{
-    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions, PostgresStore,
-};
+pub use self::postgres::{PostgresOptions, PostgresStore};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// What a successful append stored.

@@ -3,59 +3,10 @@
 
 use std::collections::HashSet;
 
-use super::{EventKey, Upcasters};
+use super::Upcasters;
 use crate::aggregate::EventSet;
-
-/// Why a set of [`Upcasters`] does not fit an aggregate's events, found by
-/// [`Upcasters::validate`] when a repository is built. Fix the registration: no stored
-/// event has been read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistrationError {
-    /// Two upcasters are registered for the same stored (type, version): keep one.
-    #[error("two upcasters are registered for `{key}`")]
-    Duplicate {
-        /// The (type, version) registered twice.
-        key: EventKey,
-    },
-    /// An upcaster produces a (type, version) that no other upcaster lifts and the
-    /// aggregate does not decode: the chain stops short of the current version.
-    #[error(
-        "the upcaster of `{upcaster}` produces `{produces}`, which the aggregate does not decode ({})",
-        decodable_versions(&produces.event_type, decodable)
-    )]
-    NotDecodable {
-        /// The upcaster's stored (type, version).
-        upcaster: EventKey,
-        /// What it produces.
-        produces: EventKey,
-        /// The versions of that type the aggregate decodes (empty: an unknown type).
-        decodable: Vec<u32>,
-    },
-    /// Upcasters lead back to a (type, version) they started from.
-    #[error("upcasters form a cycle: {}", show_cycle(cycle))]
-    Cycle {
-        /// The keys of the cycle, the first repeated at the end.
-        cycle: Vec<EventKey>,
-    },
-}
-
-fn decodable_versions(event_type: &str, versions: &[u32]) -> String {
-    if versions.is_empty() {
-        return format!("it has no event type `{event_type}`");
-    }
-    let plural = if versions.len() == 1 { "" } else { "s" };
-    let versions: Vec<String> = versions.iter().map(ToString::to_string).collect();
-    format!(
-        "it decodes `{event_type}` at version{plural} {}",
-        versions.join(", ")
-    )
-}
-
-fn show_cycle(cycle: &[EventKey]) -> String {
-    let keys: Vec<String> = cycle.iter().map(|k| format!("`{k}`")).collect();
-    keys.join(" -> ")
-}
+use crate::error::RegistrationError;
+use crate::event::EventKey;
 
 impl Upcasters {
     /// Checks the upcasters against what the aggregate's events `E` decode (their
@@ -181,8 +132,8 @@ mod tests {
 
     use super::*;
     use crate::EventType;
+    use crate::event::EventShape;
     use crate::event::{DecodeFailure, Payload};
-    use crate::history::EventSchema;
     use crate::upcast::RawEvent;
 
     /// A hand-written event set decoding `new@1`, `new@2` and `legacy@1`.
@@ -194,18 +145,18 @@ mod tests {
             name: "new",
             version: 2,
         }];
-        const HISTORIES: &'static [&'static [EventSchema]] = &[&[
-            EventSchema {
+        const HISTORIES: &'static [&'static [EventShape]] = &[&[
+            EventShape {
                 name: "new",
                 version: 2,
                 shape: "",
             },
-            EventSchema {
+            EventShape {
                 name: "new",
                 version: 1,
                 shape: "",
             },
-            EventSchema {
+            EventShape {
                 name: "legacy",
                 version: 1,
                 shape: "",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Config};
 
 use self::pool::Pool;
-pub use self::pool::{DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions};
+pub use self::pool::PostgresOptions;
 use self::read::explain_filtered;
 use self::schema::{prepare_schema, quote_schema};
 use self::statements::{Conn, Sql, Statements};

@@ -8,12 +8,6 @@ use super::Conn;
 use super::tls::PostgresTls;
 use crate::error::StoreError;
 
-/// The default most connections a store opens (see [`PostgresOptions`]).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
-
-/// How long a call waits for a busy pool by default.
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Options for [`PostgresStore::connect_with`](super::PostgresStore::connect_with).
 ///
 /// ```
@@ -41,13 +35,24 @@ impl Default for PostgresOptions {
 }
 
 impl PostgresOptions {
-    /// Schema `public`, at most [`DEFAULT_MAX_CONNECTIONS`] (16) connections, a 30 s
+    /// The most connections a store opens unless told otherwise.
+    ///
+    /// ```
+    /// use eventsource::PostgresOptions;
+    /// assert_eq!(PostgresOptions::new().get_max_connections(), PostgresOptions::DEFAULT_MAX_CONNECTIONS);
+    /// ```
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+    /// How long a call waits for a busy pool unless told otherwise.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Schema `public`, at most [`Self::DEFAULT_MAX_CONNECTIONS`] (16) connections, a 30 s
     /// wait for a busy pool.
     pub fn new() -> Self {
         PostgresOptions {
             schema: super::DEFAULT_SCHEMA.to_owned(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
             tls: None,
         }
     }

@@ -2,15 +2,25 @@
 //! stores write ([`NewEvent`]) and read ([`RecordedEvent`], [`RecordedEventRef`]).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::history::EventSchema;
 use crate::version::{Position, StreamId, Version};
+
+pub use self::id::EventId;
+pub use self::key::EventKey;
+pub use self::metadata::Metadata;
+#[allow(deprecated)]
+pub use self::shape::{EventSchema, EventShape};
+pub use self::timestamp::Timestamp;
+
+mod id;
+mod key;
+mod metadata;
+mod shape;
+mod timestamp;
 
 /// A domain event: a fact that happened, named in the past tense, with a stable name and
 /// a version that are stored next to its JSON payload.
@@ -29,7 +39,7 @@ use crate::version::{Position, StreamId, Version};
 ///
 /// assert_eq!(AccountOpened::NAME, "account.opened");
 /// assert_eq!(AccountOpened::VERSION, 1);
-/// assert_eq!(AccountOpened::SCHEMA, "{owner: String}");
+/// assert_eq!(AccountOpened::SHAPE, "{owner: String}");
 /// ```
 ///
 /// The name must never change once events of the type are stored (rename the Rust type
@@ -52,11 +62,15 @@ pub trait Event:
     /// Types are fingerprinted as written, not expanded: a change inside a field's own
     /// struct is not seen here (keep [golden samples](crate::schema::check_samples) for
     /// those).
-    const SCHEMA: &'static str;
+    const SHAPE: &'static str;
+    /// The old name of [`Event::SHAPE`] ("schema" now means the SQL schema only): reading
+    /// it still works. An `impl Event` written by hand sets `SHAPE` instead.
+    #[deprecated(since = "0.1.0", note = "renamed `SHAPE`")]
+    const SCHEMA: &'static str = Self::SHAPE;
     /// Every stored (name, version) this type decodes, with its shape: the current
     /// version first, then each type of its `upcast_from` chain, newest to oldest (their
     /// names may differ: the chain may cross a rename).
-    const HISTORY: &'static [EventSchema] = &[EventSchema::of::<Self>()];
+    const HISTORY: &'static [EventShape] = &[EventShape::of::<Self>()];
 
     /// Decodes a payload stored as version `version` of this event.
     ///
@@ -129,265 +143,6 @@ pub enum DecodeFailure {
     #[error("payload does not match the event")]
     Payload(#[source] serde_json::Error),
 }
-
-/// The unique id of one stored event (a UUID, time-ordered version 7 when generated).
-///
-/// ```
-/// use eventsource::EventId;
-///
-/// let a = EventId::new();
-/// let b = EventId::new();
-/// assert_ne!(a, b);
-/// assert_eq!(a.to_string().len(), 36);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EventId(uuid::Uuid);
-
-impl EventId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        EventId(uuid::Uuid::now_v7())
-    }
-
-    /// The id as a UUID.
-    pub fn as_uuid(&self) -> &uuid::Uuid {
-        &self.0
-    }
-}
-
-impl Default for EventId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl From<uuid::Uuid> for EventId {
-    fn from(id: uuid::Uuid) -> Self {
-        EventId(id)
-    }
-}
-
-impl std::str::FromStr for EventId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::parse_str(s).map(EventId)
-    }
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-/// A point in time in UTC, with microsecond precision, as stored with every event.
-///
-/// ```
-/// use eventsource::Timestamp;
-///
-/// let t = Timestamp::from_micros(1_700_000_000_123_456);
-/// assert_eq!(t.to_string(), "2023-11-14T22:13:20.123456Z");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Timestamp(i64);
-
-impl Timestamp {
-    /// The current time.
-    pub fn now() -> Self {
-        Timestamp::from_system_time(SystemTime::now())
-    }
-
-    /// The instant `time`, truncated to whole microseconds (towards the epoch), and
-    /// clamped to the range of an `i64` of microseconds (about 292,000 years either side
-    /// of 1970). Also `Timestamp::from(time)`.
-    ///
-    /// ```
-    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    /// use eventsource::Timestamp;
-    ///
-    /// let t = Timestamp::from_system_time(UNIX_EPOCH + Duration::from_nanos(1_500));
-    /// assert_eq!(t.as_micros(), 1);
-    /// let now = SystemTime::now();
-    /// let back: SystemTime = Timestamp::from(now).into();
-    /// assert!(now.duration_since(back)? < Duration::from_micros(1));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_system_time(time: SystemTime) -> Self {
-        let micros = match time.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
-        };
-        Timestamp(micros)
-    }
-
-    /// The time `micros` microseconds after the Unix epoch.
-    pub const fn from_micros(micros: i64) -> Self {
-        Timestamp(micros)
-    }
-
-    /// Microseconds since the Unix epoch.
-    pub const fn as_micros(self) -> i64 {
-        self.0
-    }
-
-    /// The same instant as a [`SystemTime`]. Also `SystemTime::from(timestamp)`.
-    ///
-    /// ```
-    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    /// use eventsource::Timestamp;
-    ///
-    /// let t = Timestamp::from_micros(-2_000_001);
-    /// assert_eq!(t.to_system_time(), UNIX_EPOCH - Duration::from_micros(2_000_001));
-    /// assert_eq!(SystemTime::from(t), t.to_system_time());
-    /// ```
-    pub fn to_system_time(self) -> SystemTime {
-        let magnitude = Duration::from_micros(self.0.unsigned_abs());
-        if self.0 >= 0 {
-            UNIX_EPOCH + magnitude
-        } else {
-            UNIX_EPOCH - magnitude
-        }
-    }
-}
-
-impl From<SystemTime> for Timestamp {
-    /// See [`Timestamp::from_system_time`].
-    fn from(time: SystemTime) -> Self {
-        Timestamp::from_system_time(time)
-    }
-}
-
-impl From<Timestamp> for SystemTime {
-    /// See [`Timestamp::to_system_time`].
-    fn from(t: Timestamp) -> Self {
-        t.to_system_time()
-    }
-}
-
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC, e.g. `2023-11-14T22:13:20.123456Z`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(1_000_000);
-        let micros = self.0.rem_euclid(1_000_000);
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            rem / 60 % 60,
-            rem % 60
-        )
-    }
-}
-
-/// Context stored with every event: who caused it and why. All fields are optional;
-/// `extra` holds any other key the application wants to keep.
-///
-/// ```
-/// use eventsource::Metadata;
-///
-/// let meta = Metadata::new().correlation_id("req-7").actor("alice").with("ip", "10.0.0.1");
-/// assert_eq!(meta.actor.as_deref(), Some("alice"));
-/// assert_eq!(meta.extra["ip"], "10.0.0.1");
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
-    /// Ties together every event caused by one request or business process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<String>,
-    /// The id of the command or event that directly caused this event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<String>,
-    /// The user or system that issued the command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// Any other key-value context.
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
-}
-
-impl Metadata {
-    /// Empty metadata.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the correlation id.
-    #[must_use]
-    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
-        self.correlation_id = Some(id.into());
-        self
-    }
-
-    /// Sets the causation id.
-    #[must_use]
-    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
-        self.causation_id = Some(id.into());
-        self
-    }
-
-    /// Sets the actor.
-    #[must_use]
-    pub fn actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = Some(actor.into());
-        self
-    }
-
-    /// Adds an extra key.
-    #[must_use]
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
-        self.extra.insert(key.into(), value.into());
-        self
-    }
-
-    /// Whether no field is set.
-    pub fn is_empty(&self) -> bool {
-        self.correlation_id.is_none()
-            && self.causation_id.is_none()
-            && self.actor.is_none()
-            && self.extra.is_empty()
-    }
-
-    /// The metadata as JSON text, as stored (`{}` when empty).
-    ///
-    /// # Errors
-    /// When an `extra` key is one of the named fields (`correlation_id`, `causation_id`,
-    /// `actor`): stored, it would be a duplicate key that no reader can trust. (A
-    /// non-finite float cannot get in: `serde_json::Value` has no such number, and
-    /// `with("k", f64::NAN)` stores `null`, as `serde_json::Value::from` does.)
-    ///
-    /// ```
-    /// use eventsource::Metadata;
-    ///
-    /// assert!(Metadata::new().with("actor", "mallory").to_json().is_err());
-    /// ```
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        if self.is_empty() {
-            return Ok(String::from("{}"));
-        }
-        for key in ["correlation_id", "causation_id", "actor"] {
-            if self.extra.contains_key(key) {
-                return Err(<serde_json::Error as serde::ser::Error>::custom(format!(
-                    "metadata `extra` has the key `{key}`, which is a field of its own: set the field instead"
-                )));
-            }
-        }
-        crate::json::to_string(self)
-    }
-}
-
 /// An event ready to be appended: its type, version, JSON payload and metadata.
 ///
 /// Repositories build these from typed events; use [`NewEvent::new`] to append to a
@@ -680,49 +435,5 @@ impl fmt::Display for EventLocation {
             "event `{}` v{} at position {} (stream {}, version {})",
             self.event_type, self.event_version, self.position, self.stream, self.version
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_format_as_rfc3339_utc() {
-        assert_eq!(
-            Timestamp::from_micros(0).to_string(),
-            "1970-01-01T00:00:00.000000Z"
-        );
-        assert_eq!(
-            Timestamp::from_micros(951_782_400_000_001).to_string(),
-            "2000-02-29T00:00:00.000001Z"
-        );
-        assert_eq!(
-            Timestamp::from_micros(-1).to_string(),
-            "1969-12-31T23:59:59.999999Z"
-        );
-    }
-
-    #[test]
-    fn timestamps_convert_to_and_from_system_time() {
-        for micros in [0, 1, -1, 1_700_000_000_123_456, -86_400_000_001] {
-            let t = Timestamp::from_micros(micros);
-            let time = SystemTime::from(t);
-            assert_eq!(Timestamp::from(time), t, "{micros}");
-        }
-        // Below a microsecond: truncated towards the epoch, on both sides.
-        let after = UNIX_EPOCH + Duration::from_nanos(2_999);
-        let before = UNIX_EPOCH - Duration::from_nanos(2_999);
-        assert_eq!(Timestamp::from(after).as_micros(), 2);
-        assert_eq!(Timestamp::from(before).as_micros(), -2);
-    }
-
-    #[test]
-    fn empty_metadata_is_an_empty_object() -> Result<(), serde_json::Error> {
-        assert_eq!(Metadata::new().to_json()?, "{}");
-        let meta = Metadata::new().actor("a").with("k", 1);
-        let back: Metadata = serde_json::from_str(&meta.to_json()?)?;
-        assert_eq!(back, meta);
-        Ok(())
     }
 }
