@@ -62,12 +62,12 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 ///   fail with `eventsource: the events table is append-only; UPDATE is refused` (or
 ///   DELETE, TRUNCATE); only the table's owner can disable it, and this crate never does.
 /// - `commands`: one row per idempotent command that ran
-///   ([`EventStore::append_command`]): `command_id` (`TEXT` primary key),
+///   ([`EventStore::append_command`](crate::EventStore::append_command)): `command_id` (`TEXT` primary key),
 ///   `aggregate_type`, `stream_id`, `stream_version` (the stream's version after the
 ///   command), `positions` (`BIGINT[]`, those of its events, possibly none) and
 ///   `recorded_at` (the same time as its events'). Append-only like `events`, by the same
 ///   kind of trigger: `eventsource: the commands table is append-only; DELETE is refused`.
-/// - `snapshots`: a disposable cache of aggregate states ([`EventStore::save_snapshot`]),
+/// - `snapshots`: a disposable cache of aggregate states ([`EventStore::save_snapshot`](crate::EventStore::save_snapshot)),
 ///   `state` as `JSONB`; each save keeps the three newest of the stream. Dropping its
 ///   rows loses nothing but replay time.
 /// - `eventsource_meta`: one row with the schema version (2). A store written by a newer
@@ -149,7 +149,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// socket one at a time (the driver reads ahead a bounded amount) and lent to the visitor
 /// as a [`RecordedEventRef`](crate::RecordedEventRef) with payload and metadata borrowed
 /// from the row, so no read holds a whole stream in memory.
-/// [`EventStore::replay_stream_with`] selects only the five columns decoding needs
+/// [`EventStore::replay_stream_with`](crate::EventStore::replay_stream_with) selects only the five columns decoding needs
 /// (position, version, event type and version, payload). A read that the visitor stops
 /// early closes its connection rather than draining the remaining rows.
 ///
