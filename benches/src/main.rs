@@ -6,6 +6,7 @@
 //! cargo run --release -p eventsource-bench -- --scale 0.1 --only ABC
 //! ```
 
+mod chain;
 mod domain;
 mod postgres;
 mod raw;
@@ -21,7 +22,8 @@ use std::error::Error;
 pub struct Options {
     /// Multiplies every workload's size (1.0 = the sizes of the README table).
     pub scale: f64,
-    /// Which workloads to run (letters A to G, P for PostgreSQL, R for the read side).
+    /// Which workloads to run (letters A to G, H for the hash chain, P for PostgreSQL, R for
+    /// the read side).
     pub only: String,
     /// A PostgreSQL connection string, to add PostgreSQL rows.
     pub postgres: Option<String>,
@@ -42,7 +44,7 @@ impl Options {
     fn parse() -> Result<Self, String> {
         let mut options = Options {
             scale: 1.0,
-            only: "ABCDEFGPR".into(),
+            only: "ABCDEFGHPR".into(),
             postgres: std::env::var("EVENTSOURCE_POSTGRES_URL").ok(),
         };
         let mut args = std::env::args().skip(1);
@@ -81,6 +83,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             'F' => workloads::growth(&options, dir.path())?,
             'G' => upcast::bench(&options, dir.path())?,
             'R' => read_side::bench(&options, dir.path())?,
+            'H' => chain::bench(&options, dir.path())?,
             other => return Err(format!("unknown workload `{other}`").into()),
         }
     }

@@ -343,3 +343,39 @@ fn truncation_with_a_forged_head_is_found_only_by_a_checkpoint() -> TestResult {
         Ok(())
     })
 }
+
+/// The chain head's trigger replaced by one that does nothing is noticed on open, as the
+/// events table's triggers are.
+#[test]
+fn a_chain_trigger_that_does_nothing_is_noticed_on_open() -> TestResult {
+    let tmp = TempStore::new()?;
+    drop(SqliteStore::open(&tmp.path)?);
+    let conn = rusqlite::Connection::open(&tmp.path)?;
+    conn.execute_batch(
+        "DROP TRIGGER chain_refuse_rewind; \
+         CREATE TRIGGER chain_refuse_rewind BEFORE UPDATE ON chain WHEN 0 \
+         BEGIN SELECT RAISE(ABORT, 'never'); END",
+    )?;
+    drop(conn);
+    match SqliteStore::open(&tmp.path) {
+        Err(eventsource::StoreError::Damaged { missing, .. }) => {
+            assert_eq!(missing, ["chain_refuse_rewind (altered)"]);
+        }
+        other => panic!("expected a damaged store, got {other:?}"),
+    }
+    if let Some(url) = pg::url() {
+        let schema = TestSchema::new(&url);
+        drop(schema.connect()?);
+        schema.sql(
+            "CREATE OR REPLACE FUNCTION chain_refuse_rewind() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+        )?;
+        match schema.connect() {
+            Err(eventsource::StoreError::Damaged { missing, .. }) => {
+                assert_eq!(missing, ["chain_refuse_rewind (altered)"]);
+            }
+            other => panic!("expected a damaged store, got {other:?}"),
+        }
+    }
+    Ok(())
+}

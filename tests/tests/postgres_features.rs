@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use eventsource::{
     AppendError, DecodeFailure, EventStore, ExecuteError, ExpectedVersion, NewEvent, Position,
-    PostgresStore, ReadError, Repository, Snapshot, SnapshotPolicy, StreamId, Timestamp, Version,
+    PostgresStore, ReadError, Repository, Snapshot, SnapshotPolicy, StreamId, Timestamp, Verify,
+    Version,
 };
 use eventsource_tests::pg::{join_all, with_schema};
 use eventsource_tests::{Account, AccountEvent, MoneyDeposited};
@@ -579,7 +580,8 @@ fn the_commands_table_refuses_update_delete_and_truncate() -> TestResult {
 }
 
 /// A store of schema version 1 (events only) gains the snapshot, command and projection
-/// tables and the read-side indexes on connect, and keeps its events.
+/// tables, the read-side indexes and the hash chain on connect, and keeps its events; the
+/// chain starts at the first event appended after.
 #[test]
 fn a_version_1_store_is_migrated_on_connect() -> TestResult {
     with_schema(|schema| {
@@ -592,6 +594,8 @@ fn a_version_1_store_is_migrated_on_connect() -> TestResult {
         schema.sql(
             "DROP TABLE commands, snapshots, projections; DROP FUNCTION commands_refuse_change(); \
              DROP INDEX events_by_event_type, events_by_aggregate_type; \
+             DROP TABLE chain; DROP FUNCTION chain_refuse_rewind(); \
+             ALTER TABLE events DROP COLUMN hash; \
              UPDATE eventsource_meta SET schema_version = 1",
         )?;
         let store = schema.connect()?;
@@ -599,7 +603,7 @@ fn a_version_1_store_is_migrated_on_connect() -> TestResult {
             schema
                 .sql("SELECT schema_version FROM eventsource_meta")?
                 .trim(),
-            "3"
+            "4"
         );
         assert_eq!(store.stream_version(&s)?, Version::new(1));
         let appended = store.append_command(
@@ -609,6 +613,14 @@ fn a_version_1_store_is_migrated_on_connect() -> TestResult {
             &[NewEvent::new("note.added", 1, "{}")],
         )?;
         assert_eq!(store.command("c")?.map(|c| c.result), Some(appended));
+        let report = Verify::chain(&store).run()?;
+        assert!(report.is_sound(), "{report}");
+        let head = report.head.ok_or("no chain head")?;
+        assert_eq!(
+            (head.starts_at.get(), head.position.get(), head.count),
+            (2, 2, 1)
+        );
+        assert_eq!((report.events, report.unchained), (2, 1));
         Ok(())
     })
 }

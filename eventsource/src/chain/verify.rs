@@ -296,7 +296,7 @@ impl<'s, S: EventStore + ?Sized> ChainVerify<'s, S> {
     /// let (position, hash) = Verify::chain(&store).run()?.checkpoint().expect("one event");
     /// let report = Verify::chain(&store).checkpoint(position, hash).run()?;
     /// assert!(report.is_sound());
-    /// # Ok::<(), eventsource::StoreError>(())
+    /// # Ok::<(), eventsource::Error>(())
     /// ```
     #[must_use]
     pub fn checkpoint(mut self, position: Position, hash: ChainHash) -> Self {
@@ -328,7 +328,7 @@ impl<'s, S: EventStore + ?Sized> ChainVerify<'s, S> {
     /// let report = Verify::chain(&store).run()?;
     /// assert!(report.is_sound(), "{report}");
     /// assert_eq!(report.events, 2);
-    /// # Ok::<(), eventsource::StoreError>(())
+    /// # Ok::<(), eventsource::Error>(())
     /// ```
     ///
     /// # Errors

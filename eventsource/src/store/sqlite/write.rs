@@ -83,7 +83,10 @@ impl SqliteStore {
             events = batch.iter().map(|r| r.events.len()).sum::<usize>(),
         );
         let conn = self.writer();
-        let recorded_at = Timestamp::now().as_micros();
+        let at = Stamp {
+            recorded_at: Timestamp::now().as_micros(),
+            chain: self.options.hash_chain,
+        };
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         // Fast path: an append that fails its checks has written nothing, so the batch
         // needs no savepoints unless an insert itself fails (a duplicate event id, a full
@@ -92,7 +95,7 @@ impl SqliteStore {
         let mut outcomes: Vec<Option<Outcome>> =
             std::iter::repeat_with(|| None).take(batch.len()).collect();
         loop {
-            match commit_batch(&conn, batch, &pending, recorded_at, isolated) {
+            match commit_batch(&conn, batch, &pending, at, isolated) {
                 Pass::Done(results) => {
                     for (&i, result) in pending.iter().zip(results) {
                         outcomes[i] = Some(result);
@@ -102,7 +105,7 @@ impl SqliteStore {
                 Pass::Redo => isolated = true,
                 Pass::Split => {
                     for &i in &pending {
-                        let alone = commit_batch(&conn, batch, &[i], recorded_at, false);
+                        let alone = commit_batch(&conn, batch, &[i], at, false);
                         outcomes[i] = Some(match alone {
                             Pass::Done(mut one) => one.pop().unwrap_or_else(|| Err(interrupted())),
                             Pass::Lost { error, .. } => Err(error),
@@ -130,6 +133,15 @@ impl SqliteStore {
     }
 }
 
+/// What every append of one batch is stored with.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    /// The time, in microseconds since the Unix epoch.
+    recorded_at: i64,
+    /// Whether the events get chain hashes (see `SqliteOptions::hash_chain`).
+    chain: bool,
+}
+
 /// What one attempt at committing a batch came to.
 enum Pass {
     /// One outcome per pending append, in order.
@@ -149,7 +161,7 @@ fn commit_batch(
     conn: &Connection,
     batch: &[Request<'_>],
     pending: &[usize],
-    recorded_at: i64,
+    at: Stamp,
     isolated: bool,
 ) -> Pass {
     let mut tx = match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
@@ -160,12 +172,12 @@ fn commit_batch(
     for &index in pending {
         let request = &batch[index];
         let outcome = if isolated {
-            match insert_in_savepoint(&mut tx, request, recorded_at) {
+            match insert_in_savepoint(&mut tx, request, at) {
                 Ok(outcome) => outcome,
                 Err(error) => return Pass::Lost { index, error },
             }
         } else {
-            match insert(&tx, request, recorded_at) {
+            match insert(&tx, request, at) {
                 Ok(done) => Ok(done),
                 Err(Failed::Clean(e)) if !tx.is_autocommit() => Err(e),
                 // A single append fails as a whole: dropping the transaction undoes it.
@@ -197,10 +209,10 @@ fn commit_batch(
 fn insert_in_savepoint(
     tx: &mut rusqlite::Transaction<'_>,
     request: &Request<'_>,
-    recorded_at: i64,
+    at: Stamp,
 ) -> Result<Outcome, AppendError> {
     let outcome = match tx.savepoint() {
-        Ok(savepoint) => in_savepoint(savepoint, request, recorded_at),
+        Ok(savepoint) => in_savepoint(savepoint, request, at),
         Err(e) => Err(e.into()),
     };
     match outcome {
@@ -214,9 +226,9 @@ fn insert_in_savepoint(
 fn in_savepoint(
     mut savepoint: rusqlite::Savepoint<'_>,
     request: &Request<'_>,
-    recorded_at: i64,
+    at: Stamp,
 ) -> Outcome {
-    match insert(&savepoint, request, recorded_at) {
+    match insert(&savepoint, request, at) {
         Ok(done) => {
             savepoint.commit()?;
             Ok(done)
@@ -259,11 +271,7 @@ fn interrupted() -> AppendError {
 
 /// Inserts one append's events inside the caller's transaction: first every check
 /// (command id, expected version, version range, metadata), then the writes.
-fn insert(
-    tx: &Connection,
-    request: &Request<'_>,
-    recorded_at: i64,
-) -> Result<AppendResult, Failed> {
+fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendResult, Failed> {
     let Request {
         stream,
         expected,
@@ -287,27 +295,21 @@ fn insert(
         }));
     }
     let (last_position, mut prev) = chain_tail(tx, events.len())?;
-    let metadata = events
-        .iter()
-        .map(|event| {
-            event.metadata.to_json().map_err(|source| {
-                Failed::Clean(AppendError::Encode {
-                    stream: stream.clone(),
-                    event_type: event.event_type.to_string(),
-                    source,
-                })
-            })
-        })
-        .collect::<Result<Vec<String>, Failed>>()?;
+    let metadata = encode_metadata(stream, events)?;
+    let recorded_at = at.recorded_at;
     // Every link is computed before the first row is written.
-    let links = chain_links(
-        stream,
-        actual,
-        (last_position, prev),
-        events,
-        &metadata,
-        recorded_at,
-    )?;
+    let links = if at.chain {
+        chain_links(
+            stream,
+            actual,
+            (last_position, prev),
+            events,
+            &metadata,
+            recorded_at,
+        )?
+    } else {
+        Vec::new()
+    };
     if let Some(last) = links.last() {
         prev = *last;
     }
@@ -318,7 +320,8 @@ fn insert(
     let mut insert = tx
         .prepare_cached(INSERT_EVENT)
         .map_err(|e| dirty(e.into()))?;
-    for (i, ((event, metadata), hash)) in events.iter().zip(&metadata).zip(&links).enumerate() {
+    for (i, (event, metadata)) in events.iter().zip(&metadata).enumerate() {
+        let hash = links.get(i).map(ChainHash::as_bytes);
         version = version.next();
         let position = sql_position(last_position + 1 + i as u64);
         let inserted = insert.execute((
@@ -332,7 +335,7 @@ fn insert(
             event.payload.as_str(),
             metadata.as_str(),
             position,
-            hash.as_bytes(),
+            hash,
         ));
         match inserted {
             Ok(_) => {}
@@ -346,15 +349,18 @@ fn insert(
         }
         positions.push(Position::new(position.unsigned_abs()));
     }
-    tx.prepare_cached(ADVANCE_CHAIN)
-        .and_then(|mut stmt| {
-            stmt.execute((
-                sql_position(last_position + events.len() as u64),
-                prev.as_bytes(),
-                events.len() as i64,
-            ))
-        })
-        .map_err(|e| dirty(e.into()))?;
+    if at.chain {
+        tx.prepare_cached(ADVANCE_CHAIN)
+            .and_then(|mut stmt| {
+                let count = events.len() as u64;
+                stmt.execute((
+                    sql_position(last_position + count),
+                    prev.as_bytes(),
+                    sql_position(count),
+                ))
+            })
+            .map_err(|e| dirty(e.into()))?;
+    }
     if let Some(command_id) = command {
         record_command(tx, command_id, stream, version, &positions, recorded_at)?;
     }
@@ -363,6 +369,22 @@ fn insert(
         positions,
         recorded_at: Timestamp::from_micros(recorded_at),
     })
+}
+
+/// Each event's metadata as JSON.
+fn encode_metadata(stream: &StreamId, events: &[NewEvent]) -> Result<Vec<String>, Failed> {
+    events
+        .iter()
+        .map(|event| {
+            event.metadata.to_json().map_err(|source| {
+                Failed::Clean(AppendError::Encode {
+                    stream: stream.clone(),
+                    event_type: event.event_type.to_string(),
+                    source,
+                })
+            })
+        })
+        .collect()
 }
 
 /// The chain hash of each event of an append to `stream` (at version `actual`) after the
