@@ -79,6 +79,7 @@ pub use crate::store::{
     AppendResult, CommandRecord, EventFilter, EventStore, SqliteOptions, SqliteStore, StreamInfo,
     Synchronous,
 };
+pub use crate::store::{Import, ImportError, Inspect, StoreSummary};
 #[cfg(feature = "postgres")]
 pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::Subscription;

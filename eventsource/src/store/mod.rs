@@ -16,12 +16,16 @@ use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
 mod filter;
 mod group_commit;
+mod import;
+mod inspect;
 mod notify;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
 pub use self::filter::EventFilter;
+pub use self::import::{Import, ImportError};
+pub use self::inspect::{Inspect, StoreSummary};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresOptions, PostgresStore,

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: [`PostgresStore`], whose docs describe the layout, the
 //! global order and its cost, idempotent commands, connections and reads.
 
+mod import;
 mod pool;
 mod project;
 mod read;

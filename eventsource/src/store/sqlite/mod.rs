@@ -1,6 +1,7 @@
 //! The embedded default: every event in one append-only table of one SQLite file; see
 //! [`SqliteStore`].
 
+mod import;
 mod project;
 mod read;
 mod schema;
