@@ -231,7 +231,8 @@ impl Inspect for PostgresStore {
 
     fn aggregate_types(&self) -> Result<Vec<String>, StoreError> {
         let sql = format!(
-            "SELECT DISTINCT aggregate_type FROM {}.events ORDER BY aggregate_type COLLATE \"C\"",
+            "SELECT aggregate_type FROM (SELECT DISTINCT aggregate_type FROM {}.events) AS t \
+             ORDER BY aggregate_type COLLATE \"C\"",
             self.sql.schema
         );
         self.with_conn(|conn| {
