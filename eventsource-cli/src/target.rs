@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use eventsource::{PostgresStore, SqliteStore};
+use eventsource::{PostgresStore, SqliteOptions, SqliteStore, Synchronous};
 
 use crate::error::CliError;
 
@@ -51,12 +51,21 @@ pub fn open(target: &str, schema: &str) -> Result<Store, CliError> {
     create(target, schema)
 }
 
-/// Opens a store, creating it if it does not exist.
+/// Opens a store, creating it if it does not exist: the target of `import` and `copy`.
+///
+/// A SQLite target commits with `synchronous=NORMAL`: in WAL mode a commit then waits for
+/// no flush to disk (one per batch made a bulk load wait on the disk, not the CPU), and
+/// stays atomic. A power loss may lose the last batches, never corrupt the file: the
+/// copy then goes on after whatever the target holds, and an import starts over.
 pub fn create(target: &str, schema: &str) -> Result<Store, CliError> {
     let opened = if is_postgres(target) {
         PostgresStore::connect_with_schema(target, schema).map(|s| Store::Postgres(Box::new(s)))
     } else {
-        SqliteStore::open(target).map(|s| Store::Sqlite(Box::new(s)))
+        SqliteStore::open_with(
+            target,
+            SqliteOptions::new().synchronous(Synchronous::Normal),
+        )
+        .map(|s| Store::Sqlite(Box::new(s)))
     };
     opened.map_err(|source| CliError::Open {
         target: describe(target, schema),
