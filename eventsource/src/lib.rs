@@ -151,6 +151,7 @@ pub use crate::store::{
     AppendResult, CommandRecord, DataVisitor, EventFilter, EventStore, Events, SqliteOptions,
     SqliteStore, StreamInfo, Synchronous, Visitor,
 };
+pub use crate::store::{Import, ImportError, Inspect, StoreSummary};
 #[cfg(feature = "postgres")]
 pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::Subscription;

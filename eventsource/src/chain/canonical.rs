@@ -24,6 +24,9 @@ const MAX_DEPTH: usize = 128;
 /// or a number's exponent is out of range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalError {
+    /// Which text: `"JSON"` until the caller names it (`"the payload"`,
+    /// `"the metadata"`).
+    pub what: &'static str,
     /// Byte offset in the text.
     pub offset: usize,
     /// What was wrong there.
@@ -32,7 +35,11 @@ pub struct CanonicalError {
 
 impl fmt::Display for CanonicalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {}", self.reason, self.offset)
+        write!(
+            f,
+            "{} is not JSON: {} at byte {}",
+            self.what, self.reason, self.offset
+        )
     }
 }
 
@@ -60,6 +67,7 @@ struct Parser<'t> {
 impl Parser<'_> {
     fn error(&self, reason: &'static str) -> CanonicalError {
         CanonicalError {
+            what: "the text",
             offset: self.at,
             reason,
         }

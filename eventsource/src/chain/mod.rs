@@ -231,10 +231,16 @@ impl Hasher {
         sha.update(event_version.to_be_bytes());
         sha.update(event_id.as_uuid().as_bytes());
         self.scratch.clear();
-        canonical::canonicalize(payload, &mut self.scratch)?;
+        canonical::canonicalize(payload, &mut self.scratch).map_err(|e| CanonicalError {
+            what: "the payload",
+            ..e
+        })?;
         string(&mut sha, &self.scratch);
         self.scratch.clear();
-        canonical::canonicalize(metadata, &mut self.scratch)?;
+        canonical::canonicalize(metadata, &mut self.scratch).map_err(|e| CanonicalError {
+            what: "the metadata",
+            ..e
+        })?;
         string(&mut sha, &self.scratch);
         Ok(sha.finalize().into())
     }
@@ -270,6 +276,7 @@ pub fn canonical_json(text: &str) -> Result<String, CanonicalError> {
     let mut out = Vec::new();
     canonical::canonicalize(text, &mut out)?;
     String::from_utf8(out).map_err(|_| CanonicalError {
+        what: "the text",
         offset: 0,
         reason: "canonical form is not UTF-8",
     })

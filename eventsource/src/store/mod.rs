@@ -17,12 +17,16 @@ use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
 mod filter;
 mod group_commit;
+mod import;
+mod inspect;
 mod notify;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
 pub use self::filter::EventFilter;
+pub use self::import::{Import, ImportError};
+pub use self::inspect::{Inspect, StoreSummary};
 #[cfg(feature = "tls")]
 pub use self::postgres::PostgresTls;
 #[cfg(feature = "postgres")]

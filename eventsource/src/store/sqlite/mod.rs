@@ -3,6 +3,7 @@
 
 mod chain;
 mod event_store;
+mod import;
 mod options;
 mod project;
 mod read;
