@@ -111,44 +111,7 @@ impl Import for PostgresStore {
                 client: &mut conn.client,
                 open: true,
             };
-            let mut streams: Vec<&StreamId> = events.iter().map(|e| &e.stream).collect();
-            streams.sort_unstable();
-            streams.dedup();
-            let (types, ids): (Vec<&str>, Vec<&str>) =
-                streams.iter().map(|s| (s.aggregate_type(), s.id())).unzip();
-            let rows = tx
-                .client
-                .query(&spell(HEAD), &[&types, &ids])
-                .map_err(StoreError::from)?;
-            let mut stored = HashMap::with_capacity(rows.len());
-            let mut last = None;
-            let mut prev = ChainHash::GENESIS;
-            for row in &rows {
-                last = Some(stored_u64(row.try_get(0).map_err(StoreError::from)?));
-                let hash: Option<&[u8]> = row.try_get(4).map_err(StoreError::from)?;
-                prev = hash
-                    .and_then(ChainHash::from_slice)
-                    .unwrap_or(ChainHash::GENESIS);
-                let stream = StreamId::new(
-                    row.try_get::<_, String>(1).map_err(StoreError::from)?,
-                    row.try_get::<_, String>(2).map_err(StoreError::from)?,
-                );
-                let version = stored_u64(row.try_get(3).map_err(StoreError::from)?);
-                stored.insert(stream, Version::new(version));
-            }
-            let last = match last {
-                Some(last) => Position::new(last),
-                // An empty batch: no stream was looked up.
-                None => Position::new(stored_u64(
-                    tx.client
-                        .query_one(
-                            &spell("SELECT coalesce(max(position), 0) FROM {schema}.events"),
-                            &[],
-                        )
-                        .and_then(|row| row.try_get(0))
-                        .map_err(StoreError::from)?,
-                )),
-            };
+            let (last, prev, stored) = store_head(tx.client, &spell, events)?;
             let Some(imported) = events.last() else {
                 return Ok(last);
             };
@@ -203,6 +166,53 @@ impl Import for PostgresStore {
             Ok(imported.position)
         })
     }
+}
+
+/// The store's last position, its newest chain hash and the stored versions of the
+/// batch's streams, read under the append lock.
+fn store_head(
+    client: &mut Client,
+    spell: &dyn Fn(&str) -> String,
+    events: &[RecordedEvent],
+) -> Result<(Position, ChainHash, HashMap<StreamId, Version>), ImportError> {
+    let mut streams: Vec<&StreamId> = events.iter().map(|e| &e.stream).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let (types, ids): (Vec<&str>, Vec<&str>) =
+        streams.iter().map(|s| (s.aggregate_type(), s.id())).unzip();
+    let rows = client
+        .query(&spell(HEAD), &[&types, &ids])
+        .map_err(StoreError::from)?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    let mut last = None;
+    let mut prev = ChainHash::GENESIS;
+    for row in &rows {
+        last = Some(stored_u64(row.try_get(0).map_err(StoreError::from)?));
+        let hash: Option<&[u8]> = row.try_get(4).map_err(StoreError::from)?;
+        prev = hash
+            .and_then(ChainHash::from_slice)
+            .unwrap_or(ChainHash::GENESIS);
+        let stream = StreamId::new(
+            row.try_get::<_, String>(1).map_err(StoreError::from)?,
+            row.try_get::<_, String>(2).map_err(StoreError::from)?,
+        );
+        let version = stored_u64(row.try_get(3).map_err(StoreError::from)?);
+        stored.insert(stream, Version::new(version));
+    }
+    let last = match last {
+        Some(last) => Position::new(last),
+        // An empty batch: no stream was looked up.
+        None => Position::new(stored_u64(
+            client
+                .query_one(
+                    &spell("SELECT coalesce(max(position), 0) FROM {schema}.events"),
+                    &[],
+                )
+                .and_then(|row| row.try_get(0))
+                .map_err(StoreError::from)?,
+        )),
+    };
+    Ok((last, prev, stored))
 }
 
 impl PostgresStore {
