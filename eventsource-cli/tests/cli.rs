@@ -356,36 +356,10 @@ fn trigger_sql(path: &str, name: &str) -> Result<String, Box<dyn std::error::Err
     )?)
 }
 
+/// The newest event removed, and the chain's head moved back to match: only the
+/// checkpoint kept elsewhere sees it.
 #[test]
-fn verify_passes_a_sound_store_and_fails_damaged_ones() -> TestResult {
-    let (_dir, db) = sqlite_store()?;
-    let out = run(["verify", &db])?;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).starts_with("sound: 5 events in 3 streams"),
-        "{}",
-        stdout(&out)
-    );
-    let report: Value = serde_json::from_slice(&run(["verify", &db, "--json"])?.stdout)?;
-    assert_eq!(report["sound"], true);
-    let checkpoint = format!(
-        "{}:{}",
-        report["checkpoint"]["position"],
-        report["checkpoint"]["hash"].as_str().unwrap_or_default()
-    );
-    let out = run(["verify", &db, "--checkpoint", &checkpoint])?;
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    let out = run(["verify", &db, "--checkpoint", "5:not-a-hash"])?;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-
-    // The newest event removed, and the chain's head moved back to match: only the
-    // checkpoint kept elsewhere sees it.
+fn verify_with_a_checkpoint_finds_a_truncated_store() -> TestResult {
     let (_dir5, truncated) = sqlite_store()?;
     let report: Value = serde_json::from_slice(&run(["verify", &truncated, "--json"])?.stdout)?;
     let checkpoint = format!(
@@ -413,6 +387,36 @@ fn verify_passes_a_sound_store_and_fails_damaged_ones() -> TestResult {
         "{}",
         stdout(&out)
     );
+    Ok(())
+}
+
+#[test]
+fn verify_passes_a_sound_store_and_fails_damaged_ones() -> TestResult {
+    let (_dir, db) = sqlite_store()?;
+    let out = run(["verify", &db])?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("sound: 5 events in 3 streams"),
+        "{}",
+        stdout(&out)
+    );
+    let report: Value = serde_json::from_slice(&run(["verify", &db, "--json"])?.stdout)?;
+    assert_eq!(report["sound"], true);
+    let checkpoint = format!(
+        "{}:{}",
+        report["checkpoint"]["position"],
+        report["checkpoint"]["hash"].as_str().unwrap_or_default()
+    );
+    let out = run(["verify", &db, "--checkpoint", &checkpoint])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = run(["verify", &db, "--checkpoint", "5:not-a-hash"])?;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // A trigger dropped.
     let (_dir2, dropped) = sqlite_store()?;
@@ -478,6 +482,21 @@ fn verify_passes_a_sound_store_and_fails_damaged_ones() -> TestResult {
     Ok(())
 }
 
+/// The copy's hash chain is the source's, link for link: both verify, with the same
+/// checkpoint.
+fn same_chain(db: &str, url: &str, schema: &str) -> TestResult {
+    let out = run(["verify", url, "--schema", schema])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let source: Value = serde_json::from_slice(&run(["verify", db, "--json"])?.stdout)?;
+    let copied: Value =
+        serde_json::from_slice(&run(["verify", url, "--schema", schema, "--json"])?.stdout)?;
+    assert_eq!(source["sound"], true, "{source}");
+    assert_eq!(copied["sound"], true, "{copied}");
+    assert_eq!(source["checkpoint"], copied["checkpoint"]);
+    assert_eq!(copied["checkpoint"]["position"], 5);
+    Ok(())
+}
+
 #[test]
 fn postgres_commands_and_a_copy_there_and_back() -> TestResult {
     let Some(url) = pg_url() else { return Ok(()) };
@@ -514,16 +533,7 @@ fn postgres_commands_and_a_copy_there_and_back() -> TestResult {
     ])?))?;
     assert_eq!(events.len(), 3);
     assert_eq!(events[0]["metadata"]["tenant"], "t1");
-    let out = run(["verify", &url, "--schema", &schema.name])?;
-    // The copy's hash chain is the source's, link for link: the same checkpoint.
-    let source: Value = serde_json::from_slice(&run(["verify", &db, "--json"])?.stdout)?;
-    let copied: Value =
-        serde_json::from_slice(&run(["verify", &url, "--schema", &schema.name, "--json"])?.stdout)?;
-    assert_eq!(source["sound"], true, "{source}");
-    assert_eq!(copied["sound"], true, "{copied}");
-    assert_eq!(source["checkpoint"], copied["checkpoint"]);
-    assert_eq!(copied["checkpoint"]["position"], 5);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    same_chain(&db, &url, &schema.name)?;
     let stats: Value =
         serde_json::from_slice(&run(["stats", &url, "--schema", &schema.name, "--json"])?.stdout)?;
     assert_eq!(stats["events"], 5);
