@@ -5,15 +5,20 @@
 //!
 //! The form (version 1 of the chain's encoding):
 //! - no whitespace outside strings;
-//! - object members sorted by the UTF-8 bytes of their (unescaped) keys; of duplicate
-//!   keys, the last one is kept (as `jsonb` and `serde_json` keep it);
 //! - strings with only `"` and `\` escaped as `\"` and `\\`, control characters below
-//!   U+0020 as `\b \f \n \r \t` or `\u00xx` (lowercase hex), everything else as UTF-8;
+//!   U+0020 as `\b \f \n \r \t` or `\u00xx` (lowercase hex), a lone surrogate escape
+//!   (which `serde_json` accepts and `jsonb` refuses) as `\udxxx`, everything else as
+//!   UTF-8;
+//! - object members sorted by the bytes of their keys in this canonical string form; of
+//!   duplicate keys, the last one is kept (as `jsonb` and `serde_json` keep it);
 //! - numbers as exact decimals, never through floating point: the significant digits
 //!   without leading or trailing zeros, then `e` and the power of ten when it is not 0,
 //!   with `-` in front of a non-zero negative: `100`, `1e2` and `100.0` are all `1e2`,
 //!   `-0.50` is `-5e-1`, `0.0` is `0`;
 //! - `true`, `false`, `null` as written.
+//!
+//! It runs in one pass without allocating per value: the buffers of a [`Canonicalizer`]
+//! are reused from one text to the next.
 
 use std::fmt;
 
@@ -24,7 +29,7 @@ const MAX_DEPTH: usize = 128;
 /// or a number's exponent is out of range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalError {
-    /// Which text: `"JSON"` until the caller names it (`"the payload"`,
+    /// Which text: `"the text"` until the caller names it (`"the payload"`,
     /// `"the metadata"`).
     pub what: &'static str,
     /// Byte offset in the text.
@@ -45,26 +50,60 @@ impl fmt::Display for CanonicalError {
 
 impl std::error::Error for CanonicalError {}
 
-/// Appends the canonical form of the JSON `text` to `out`.
-pub(crate) fn canonicalize(text: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    let mut parser = Parser {
-        bytes: text.as_bytes(),
-        at: 0,
-    };
-    parser.value(out, 0)?;
-    parser.whitespace();
-    if parser.at != parser.bytes.len() {
-        return Err(parser.error("trailing characters after the JSON value"));
-    }
-    Ok(())
+/// One member of an object being written: where its canonical key (between the quotes)
+/// and the whole `"key":value` are in the output.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    key: (usize, usize),
+    all: (usize, usize),
 }
 
-struct Parser<'t> {
+/// The buffers of canonicalization, kept between texts.
+#[derive(Debug, Default)]
+pub(crate) struct Canonicalizer {
+    members: Vec<Member>,
+    scratch: Vec<u8>,
+}
+
+impl Canonicalizer {
+    /// Appends the canonical form of the JSON `text` to `out`.
+    pub(crate) fn canonicalize(
+        &mut self,
+        text: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CanonicalError> {
+        self.members.clear();
+        let mut parser = Parser {
+            bytes: text.as_bytes(),
+            at: 0,
+            members: &mut self.members,
+            scratch: &mut self.scratch,
+        };
+        parser.value(out, 0)?;
+        parser.whitespace();
+        if parser.at != parser.bytes.len() {
+            return Err(parser.error("trailing characters after the JSON value"));
+        }
+        Ok(())
+    }
+}
+
+/// Appends the canonical form of the JSON `text` to `out` (with buffers of its own).
+#[cfg(test)]
+pub(crate) fn canonicalize(text: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    Canonicalizer::default().canonicalize(text, out)
+}
+
+struct Parser<'t, 'b> {
     bytes: &'t [u8],
     at: usize,
+    members: &'b mut Vec<Member>,
+    scratch: &'b mut Vec<u8>,
 }
 
-impl Parser<'_> {
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl Parser<'_, '_> {
     fn error(&self, reason: &'static str) -> CanonicalError {
         CanonicalError {
             what: "the text",
@@ -101,12 +140,7 @@ impl Parser<'_> {
         match self.peek() {
             Some(b'{') => self.object(out, depth),
             Some(b'[') => self.array(out, depth),
-            Some(b'"') => {
-                let mut decoded = Vec::new();
-                self.string(&mut decoded)?;
-                write_string(&decoded, out);
-                Ok(())
-            }
+            Some(b'"') => self.string(out),
             Some(b'-' | b'0'..=b'9') => self.number(out),
             Some(b't') => self.literal(b"true", out),
             Some(b'f') => self.literal(b"false", out),
@@ -162,26 +196,28 @@ impl Parser<'_> {
             out.push(b'}');
             return Ok(());
         }
-        // Each member: its unescaped key and where its canonical `"key":value` is in
-        // `out`. Written in input order; reordered below only when needed.
-        let mut members: Vec<(Vec<u8>, usize, usize)> = Vec::new();
+        // This object's members, written in input order after `base` on the shared
+        // stack; reordered below only when needed.
+        let base = self.members.len();
         let mut sorted = true;
         loop {
             self.whitespace();
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a string key in an object"));
             }
-            let mut key = Vec::new();
-            self.string(&mut key)?;
-            self.expect(b':', "expected : after an object key")?;
             let from = out.len();
-            write_string(&key, out);
+            self.string(out)?;
+            let key = (from + 1, out.len() - 1);
+            self.expect(b':', "expected : after an object key")?;
             out.push(b':');
             self.value(out, depth + 1)?;
-            if let Some((last, ..)) = members.last() {
-                sorted &= *last < key;
+            if let Some(last) = self.members[base..].last() {
+                sorted &= out[last.key.0..last.key.1] < out[key.0..key.1];
             }
-            members.push((key, from, out.len()));
+            self.members.push(Member {
+                key,
+                all: (from, out.len()),
+            });
             self.whitespace();
             match self.peek() {
                 Some(b',') => {
@@ -196,44 +232,56 @@ impl Parser<'_> {
             }
         }
         if !sorted {
-            // Stable: of equal keys the last one in the input ends up last, and is kept.
-            let written = out.split_off(start + 1);
-            members.sort_by(|a, b| a.0.cmp(&b.0));
-            let base = start + 1;
+            // Moved aside, then written back in key order. Stable: of equal keys the last
+            // one in the input ends up last, and is kept.
+            let shift = start + 1;
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&out[shift..]);
+            out.truncate(shift);
+            let scratch: &[u8] = self.scratch;
+            let members = &mut self.members[base..];
+            members.sort_by(|a, b| {
+                scratch[a.key.0 - shift..a.key.1 - shift]
+                    .cmp(&scratch[b.key.0 - shift..b.key.1 - shift])
+            });
             let mut first = true;
-            for (i, (key, from, to)) in members.iter().enumerate() {
-                if members.get(i + 1).is_some_and(|next| next.0 == *key) {
+            for (i, m) in members.iter().enumerate() {
+                let key = &scratch[m.key.0 - shift..m.key.1 - shift];
+                if members
+                    .get(i + 1)
+                    .is_some_and(|next| &scratch[next.key.0 - shift..next.key.1 - shift] == key)
+                {
                     continue;
                 }
                 if !first {
                     out.push(b',');
                 }
                 first = false;
-                out.extend_from_slice(&written[from - base..to - base]);
+                out.extend_from_slice(&scratch[m.all.0 - shift..m.all.1 - shift]);
             }
         }
+        self.members.truncate(base);
         out.push(b'}');
         Ok(())
     }
 
-    /// Reads a string (the cursor at its opening quote) into `into`, unescaped, as
-    /// UTF-8; a lone surrogate escape (which `serde_json` lets through and `jsonb`
-    /// refuses) as [`LONE_SURROGATE`] and its two bytes, which no UTF-8 text contains.
-    fn string(&mut self, into: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    /// Reads a string (the cursor at its opening quote) and writes it in canonical form.
+    fn string(&mut self, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
         self.at += 1;
+        out.push(b'"');
         loop {
             let run = self.at;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.at += 1;
-            }
-            // The text is a `str` and the run stops only at ASCII bytes: valid UTF-8.
-            into.extend_from_slice(&self.bytes[run..self.at]);
+            self.at += self.bytes[run..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(self.bytes.len() - run);
+            // Bytes other than `"`, `\` and controls need no escape; the text is a `str`
+            // and the run stops only at ASCII bytes, so it is whole UTF-8.
+            out.extend_from_slice(&self.bytes[run..self.at]);
             match self.peek() {
                 Some(b'"') => {
                     self.at += 1;
+                    out.push(b'"');
                     return Ok(());
                 }
                 Some(b'\\') => {
@@ -252,15 +300,16 @@ impl Parser<'_> {
                         b'u' => match self.unicode_escape()? {
                             Ok(c) => c,
                             Err(unit) => {
-                                into.push(LONE_SURROGATE);
-                                into.extend_from_slice(&unit.to_be_bytes());
+                                out.extend_from_slice(b"\\u");
+                                for shift in [12, 8, 4, 0] {
+                                    out.push(HEX[usize::from((unit >> shift) & 0xf)]);
+                                }
                                 continue;
                             }
                         },
                         _ => return Err(self.error("invalid escape in a string")),
                     };
-                    let mut buf = [0u8; 4];
-                    into.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    write_char(c, out);
                 }
                 Some(_) => return Err(self.error("control character in a string")),
                 None => return Err(self.error("unterminated string")),
@@ -306,12 +355,12 @@ impl Parser<'_> {
     }
 
     /// Skips a run of digits; returns where it starts and ends.
-    fn digits(&mut self) -> std::ops::Range<usize> {
+    fn digits(&mut self) -> (usize, usize) {
         let from = self.at;
         while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }
-        from..self.at
+        (from, self.at)
     }
 
     fn number(&mut self, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
@@ -319,112 +368,120 @@ impl Parser<'_> {
         if negative {
             self.at += 1;
         }
-        let bytes = self.bytes;
-        let integer = &bytes[self.digits()];
-        if integer.is_empty() {
+        let integer = self.digits();
+        if integer.0 == integer.1 {
             return Err(self.error("expected digits in a number"));
         }
-        if integer.len() > 1 && integer[0] == b'0' {
+        if integer.1 - integer.0 > 1 && self.bytes[integer.0] == b'0' {
             return Err(self.error("leading zero in a number"));
         }
-        let mut fraction: &[u8] = &[];
+        let mut fraction = (self.at, self.at);
         if self.peek() == Some(b'.') {
             self.at += 1;
-            fraction = &bytes[self.digits()];
-            if fraction.is_empty() {
+            fraction = self.digits();
+            if fraction.0 == fraction.1 {
                 return Err(self.error("expected digits after the decimal point"));
             }
         }
         let mut exponent: i64 = 0;
         if let Some(b'e' | b'E') = self.peek() {
             self.at += 1;
-            let sign = match self.peek() {
+            let negative_exponent = match self.peek() {
                 Some(b'-') => {
                     self.at += 1;
-                    -1
+                    true
                 }
                 Some(b'+') => {
                     self.at += 1;
-                    1
+                    false
                 }
-                _ => 1,
+                _ => false,
             };
-            let digits = &bytes[self.digits()];
-            if digits.is_empty() {
+            let digits = self.digits();
+            if digits.0 == digits.1 {
                 return Err(self.error("expected digits in an exponent"));
             }
-            for &d in digits {
+            for &d in &self.bytes[digits.0..digits.1] {
                 exponent = exponent
                     .checked_mul(10)
                     .and_then(|e| e.checked_add(i64::from(d - b'0')))
                     .ok_or_else(|| self.error("exponent out of range"))?;
             }
-            exponent *= sign;
+            if negative_exponent {
+                exponent = -exponent;
+            }
         }
-        // All significant digits, and the power of ten of the last one.
-        let all = integer.iter().chain(fraction);
-        let mut significant: Vec<u8> = all.copied().skip_while(|&d| d == b'0').collect();
-        let fraction_len =
-            i64::try_from(fraction.len()).map_err(|_| self.error("number too long"))?;
-        let mut power = exponent
-            .checked_sub(fraction_len)
-            .ok_or_else(|| self.error("exponent out of range"))?;
-        while significant.last() == Some(&b'0') {
-            significant.pop();
-            power = power
-                .checked_add(1)
-                .ok_or_else(|| self.error("exponent out of range"))?;
-        }
-        if significant.is_empty() {
+        // The significant digits of integer and fraction, and the power of ten of the
+        // last one.
+        let bytes = self.bytes;
+        let all = bytes[integer.0..integer.1]
+            .iter()
+            .chain(&bytes[fraction.0..fraction.1]);
+        let total = (integer.1 - integer.0) + (fraction.1 - fraction.0);
+        let Some(lead) = all.clone().position(|&d| d != b'0') else {
             out.push(b'0');
             return Ok(());
-        }
+        };
+        let trailing = all.clone().rev().take_while(|&&d| d == b'0').count();
+        let fraction_len =
+            i64::try_from(fraction.1 - fraction.0).map_err(|_| self.error("number too long"))?;
+        let trailing_len = i64::try_from(trailing).map_err(|_| self.error("number too long"))?;
+        let power = exponent
+            .checked_sub(fraction_len)
+            .and_then(|p| p.checked_add(trailing_len))
+            .ok_or_else(|| self.error("exponent out of range"))?;
         if negative {
             out.push(b'-');
         }
-        out.extend_from_slice(&significant);
+        out.extend(all.skip(lead).take(total - lead - trailing));
         if power != 0 {
             out.push(b'e');
-            out.extend_from_slice(power.to_string().as_bytes());
+            write_i64(power, out);
         }
         Ok(())
     }
 }
 
-/// Marks a lone surrogate in a decoded string: a byte no UTF-8 text contains, followed
-/// by the code unit's two bytes.
-const LONE_SURROGATE: u8 = 0xFF;
-
-/// Writes a decoded string as a canonical JSON string.
-fn write_string(s: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let mut bytes = s.iter().copied();
-    while let Some(b) = bytes.next() {
-        match b {
-            LONE_SURROGATE => {
-                let (high, low) = (bytes.next().unwrap_or(0), bytes.next().unwrap_or(0));
-                out.extend_from_slice(b"\\u");
-                for nibble in [high >> 4, high & 0xf, low >> 4, low & 0xf] {
-                    out.push(HEX[usize::from(nibble)]);
-                }
-            }
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..0x20 => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            _ => out.push(b),
+/// Writes `c` as it stands in a canonical string.
+fn write_char(c: char, out: &mut Vec<u8>) {
+    match c {
+        '"' => out.extend_from_slice(b"\\\""),
+        '\\' => out.extend_from_slice(b"\\\\"),
+        '\u{8}' => out.extend_from_slice(b"\\b"),
+        '\u{c}' => out.extend_from_slice(b"\\f"),
+        '\n' => out.extend_from_slice(b"\\n"),
+        '\r' => out.extend_from_slice(b"\\r"),
+        '\t' => out.extend_from_slice(b"\\t"),
+        '\0'..='\u{1f}' => {
+            let b = c as u8;
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        }
+        _ => {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
     }
-    out.push(b'"');
+}
+
+/// Writes `n` in decimal without allocating.
+fn write_i64(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut rest = n.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -458,6 +515,9 @@ mod tests {
             ),
             ("0.000001", "1e-6"),
             ("1e-7", "1e-7"),
+            ("-12.3400e-2", "-1234e-4"),
+            ("1e-9223372036854775807", "1e-9223372036854775807"),
+            ("10e9223372036854775806", "1e9223372036854775807"),
         ] {
             assert_eq!(canon(text), expected, "{text}");
         }
@@ -484,6 +544,11 @@ mod tests {
         assert_eq!(canon(r#""\uD800x""#), r#""\ud800x""#);
         assert_eq!(canon(r#""\ud800\u0041""#), r#""\ud800A""#);
         assert_ne!(canon(r#""\ud800""#), canon(r#""\\ud800""#));
+        // Keys are compared in their canonical form, escapes and all.
+        assert_eq!(
+            canon(r#"{"\u0062":1,"a\n":2,"a":3}"#),
+            r#"{"a":3,"a\n":2,"b":1}"#
+        );
     }
 
     #[test]
@@ -500,6 +565,7 @@ mod tests {
             r#""\x""#,
             "1 2",
             "\"a\u{1}\"",
+            "10e9223372036854775807",
         ] {
             let mut out = Vec::new();
             assert!(

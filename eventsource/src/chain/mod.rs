@@ -175,9 +175,22 @@ pub(crate) struct Link<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Hasher {
     scratch: Vec<u8>,
+    canonical: canonical::Canonicalizer,
 }
 
 impl Hasher {
+    /// Runs `f` with this thread's hasher, whose buffers are kept from one append to
+    /// the next (a fresh one if the thread's is in use).
+    pub(crate) fn with<T>(f: impl FnOnce(&mut Hasher) -> T) -> T {
+        thread_local! {
+            static HASHER: std::cell::RefCell<Hasher> = std::cell::RefCell::new(Hasher::default());
+        }
+        HASHER.with(|hasher| match hasher.try_borrow_mut() {
+            Ok(mut hasher) => f(&mut hasher),
+            Err(_) => f(&mut Hasher::default()),
+        })
+    }
+
     /// The hash of `link` after `prev`.
     ///
     /// # Errors
@@ -231,16 +244,20 @@ impl Hasher {
         sha.update(event_version.to_be_bytes());
         sha.update(event_id.as_uuid().as_bytes());
         self.scratch.clear();
-        canonical::canonicalize(payload, &mut self.scratch).map_err(|e| CanonicalError {
-            what: "the payload",
-            ..e
-        })?;
+        self.canonical
+            .canonicalize(payload, &mut self.scratch)
+            .map_err(|e| CanonicalError {
+                what: "the payload",
+                ..e
+            })?;
         string(&mut sha, &self.scratch);
         self.scratch.clear();
-        canonical::canonicalize(metadata, &mut self.scratch).map_err(|e| CanonicalError {
-            what: "the metadata",
-            ..e
-        })?;
+        self.canonical
+            .canonicalize(metadata, &mut self.scratch)
+            .map_err(|e| CanonicalError {
+                what: "the metadata",
+                ..e
+            })?;
         string(&mut sha, &self.scratch);
         Ok(sha.finalize().into())
     }
@@ -274,7 +291,7 @@ fn string(sha: &mut Sha256, bytes: &[u8]) {
 #[doc(hidden)]
 pub fn canonical_json(text: &str) -> Result<String, CanonicalError> {
     let mut out = Vec::new();
-    canonical::canonicalize(text, &mut out)?;
+    canonical::Canonicalizer::default().canonicalize(text, &mut out)?;
     String::from_utf8(out).map_err(|_| CanonicalError {
         what: "the text",
         offset: 0,

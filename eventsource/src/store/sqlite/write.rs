@@ -398,31 +398,32 @@ fn chain_links(
     recorded_at: i64,
 ) -> Result<Vec<ChainHash>, Failed> {
     let (last_position, mut prev) = tail;
-    let mut hasher = Hasher::default();
-    let mut links = Vec::with_capacity(events.len());
-    for (i, (event, metadata)) in events.iter().zip(metadata).enumerate() {
-        let link = Link {
-            position: last_position + 1 + i as u64,
-            aggregate_type: stream.aggregate_type(),
-            stream_id: stream.id(),
-            version: actual.get() + 1 + i as u64,
-            event_type: event.event_type.as_ref(),
-            event_version: event.event_version,
-            event_id: &event.event_id,
-            recorded_at,
-            payload: &event.payload,
-            metadata,
-        };
-        prev = hasher.link(&prev, &link).map_err(|e| {
-            Failed::Clean(AppendError::Encode {
-                stream: stream.clone(),
-                event_type: event.event_type.to_string(),
-                source: <serde_json::Error as serde::de::Error>::custom(e),
-            })
-        })?;
-        links.push(prev);
-    }
-    Ok(links)
+    Hasher::with(|hasher| {
+        let mut links = Vec::with_capacity(events.len());
+        for (i, (event, metadata)) in events.iter().zip(metadata).enumerate() {
+            let link = Link {
+                position: last_position + 1 + i as u64,
+                aggregate_type: stream.aggregate_type(),
+                stream_id: stream.id(),
+                version: actual.get() + 1 + i as u64,
+                event_type: event.event_type.as_ref(),
+                event_version: event.event_version,
+                event_id: &event.event_id,
+                recorded_at,
+                payload: &event.payload,
+                metadata,
+            };
+            prev = hasher.link(&prev, &link).map_err(|e| {
+                Failed::Clean(AppendError::Encode {
+                    stream: stream.clone(),
+                    event_type: event.event_type.to_string(),
+                    source: <serde_json::Error as serde::de::Error>::custom(e),
+                })
+            })?;
+            links.push(prev);
+        }
+        Ok(links)
+    })
 }
 
 /// Records the command id of an append (inside its transaction, after its events).
