@@ -34,6 +34,11 @@ pub(crate) struct Request<'a> {
     pub events: &'a [NewEvent],
     /// The id of the command the events record, for idempotent commands.
     pub command: Option<&'a str>,
+    /// Each event's metadata as JSON, encoded before the batch.
+    pub metadata: &'a [String],
+    /// Each event's content digest for the hash chain (see `chain`), computed before the
+    /// batch so that the commit only links them; empty when the chain is off.
+    pub contents: &'a [[u8; 32]],
 }
 
 /// The outcome of one append.
@@ -47,6 +52,8 @@ struct Queued {
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
     command: Option<String>,
+    metadata: Vec<String>,
+    contents: Vec<[u8; 32]>,
     outcome: Mutex<Option<Outcome>>,
 }
 
@@ -57,6 +64,8 @@ impl Queued {
             expected: self.expected,
             events: &self.events,
             command: self.command.as_deref(),
+            metadata: &self.metadata,
+            contents: &self.contents,
         }
     }
 
@@ -128,6 +137,8 @@ impl GroupCommit {
             expected: own.expected,
             events: own.events.to_vec(),
             command: own.command.map(str::to_owned),
+            metadata: own.metadata.to_vec(),
+            contents: own.contents.to_vec(),
             outcome: Mutex::new(None),
         });
         state.queue.push(Arc::clone(&queued));

@@ -7,7 +7,9 @@ use super::read::{
     FilteredQuery, LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND,
     READ_STREAM, REPLAY_STREAM, decode_row, read_filtered, row_head, text,
 };
-use super::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, current_version};
+use super::write::{
+    PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, content_digests, current_version, encode_metadata,
+};
 use super::{SqliteStore, project};
 use crate::chain::{ChainHead, VersionGap};
 use crate::error::{AppendError, ReadError, StoreError};
@@ -59,13 +61,35 @@ impl SqliteStore {
         })
     }
 
-    /// Checks the payloads, then hands the append to the group commit.
-    fn submit(&self, request: Request<'_>) -> Result<AppendResult, AppendError> {
+    /// Checks the payloads and prepares what the commit writes (metadata as JSON, the
+    /// chain's content digests), outside the writer's lock; then hands the append to the
+    /// group commit.
+    fn submit(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        command: Option<&str>,
+    ) -> Result<AppendResult, AppendError> {
         project::refuse_inside_batch(self)?;
-        request.stream.validate().map_err(StoreError::from)?;
-        for event in request.events {
-            check_json(request.stream, event)?;
-        }
+        stream.validate().map_err(StoreError::from)?;
+        let metadata = encode_metadata(stream, events)?;
+        let contents = if self.options.hash_chain {
+            content_digests(stream, events, &metadata)?
+        } else {
+            for event in events {
+                check_json(stream, event)?;
+            }
+            Vec::new()
+        };
+        let request = Request {
+            stream,
+            expected,
+            events,
+            command,
+            metadata: &metadata,
+            contents: &contents,
+        };
         let appended = self.group.append(request, &|batch| self.commit(batch))?;
         if let Some(last) = appended.positions.last() {
             self.commits.committed(*last);
@@ -81,12 +105,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        self.submit(Request {
-            stream,
-            expected,
-            events,
-            command: None,
-        })
+        self.submit(stream, expected, events, None)
     }
 
     fn append_command(
@@ -96,12 +115,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        self.submit(Request {
-            stream,
-            expected,
-            events,
-            command: Some(command_id),
-        })
+        self.submit(stream, expected, events, Some(command_id))
     }
 
     fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::chain::{ChainHash, Hasher, Link};
+use crate::chain::{ChainHash, Hasher, chain_link};
 use crate::error::{AppendError, StoreError};
 use crate::event::{EventId, NewEvent, Timestamp};
 use crate::store::AppendResult;
@@ -85,7 +85,6 @@ impl SqliteStore {
         let conn = self.writer();
         let at = Stamp {
             recorded_at: Timestamp::now().as_micros(),
-            chain: self.options.hash_chain,
         };
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         // Fast path: an append that fails its checks has written nothing, so the batch
@@ -138,8 +137,6 @@ impl SqliteStore {
 struct Stamp {
     /// The time, in microseconds since the Unix epoch.
     recorded_at: i64,
-    /// Whether the events get chain hashes (see `SqliteOptions::hash_chain`).
-    chain: bool,
 }
 
 /// What one attempt at committing a batch came to.
@@ -277,6 +274,8 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
         expected,
         events,
         command,
+        metadata,
+        contents,
     } = *request;
     if let Some(command_id) = command {
         check_command_new(tx, command_id)?;
@@ -295,24 +294,24 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
         }));
     }
     let (last_position, mut prev) = chain_tail(tx, events.len())?;
-    let metadata = encode_metadata(stream, events)?;
     let recorded_at = at.recorded_at;
-    // Every link is computed before the first row is written.
-    let links = if at.chain {
-        chain_links(
-            stream,
-            actual,
-            (last_position, prev),
-            events,
-            &metadata,
-            recorded_at,
-        )?
-    } else {
-        Vec::new()
-    };
-    if let Some(last) = links.last() {
-        prev = *last;
-    }
+    // Every link is computed before the first row is written, from the digests the
+    // appending thread computed.
+    let links: Vec<ChainHash> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, content)| {
+            let n = 1 + i as u64;
+            prev = chain_link(
+                &prev,
+                last_position + n,
+                actual.get() + n,
+                recorded_at,
+                content,
+            );
+            prev
+        })
+        .collect();
     let mut id_buf = [0u8; 36];
     let dirty = |e: AppendError| Failed::Dirty(e);
     let mut positions = Vec::with_capacity(events.len());
@@ -320,7 +319,7 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
     let mut insert = tx
         .prepare_cached(INSERT_EVENT)
         .map_err(|e| dirty(e.into()))?;
-    for (i, (event, metadata)) in events.iter().zip(&metadata).enumerate() {
+    for (i, (event, metadata)) in events.iter().zip(metadata).enumerate() {
         let hash = links.get(i).map(ChainHash::as_bytes);
         version = version.next();
         let position = sql_position(last_position + 1 + i as u64);
@@ -349,7 +348,7 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
         }
         positions.push(Position::new(position.unsigned_abs()));
     }
-    if at.chain {
+    if !links.is_empty() {
         tx.prepare_cached(ADVANCE_CHAIN)
             .and_then(|mut stmt| {
                 let count = events.len() as u64;
@@ -372,57 +371,59 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
 }
 
 /// Each event's metadata as JSON.
-fn encode_metadata(stream: &StreamId, events: &[NewEvent]) -> Result<Vec<String>, Failed> {
+pub(super) fn encode_metadata(
+    stream: &StreamId,
+    events: &[NewEvent],
+) -> Result<Vec<String>, AppendError> {
     events
         .iter()
         .map(|event| {
-            event.metadata.to_json().map_err(|source| {
-                Failed::Clean(AppendError::Encode {
+            event
+                .metadata
+                .to_json()
+                .map_err(|source| AppendError::Encode {
                     stream: stream.clone(),
                     event_type: event.event_type.to_string(),
                     source,
                 })
-            })
         })
         .collect()
 }
 
-/// The chain hash of each event of an append to `stream` (at version `actual`) after the
-/// newest stored event `tail` (its position and hash).
-fn chain_links(
+/// Each event's content digest for the hash chain; checks on the way that every payload
+/// is JSON (with `serde_json`'s message when it is not).
+pub(super) fn content_digests(
     stream: &StreamId,
-    actual: Version,
-    tail: (u64, ChainHash),
     events: &[NewEvent],
     metadata: &[String],
-    recorded_at: i64,
-) -> Result<Vec<ChainHash>, Failed> {
-    let (last_position, mut prev) = tail;
+) -> Result<Vec<[u8; 32]>, AppendError> {
     Hasher::with(|hasher| {
-        let mut links = Vec::with_capacity(events.len());
-        for (i, (event, metadata)) in events.iter().zip(metadata).enumerate() {
-            let link = Link {
-                position: last_position + 1 + i as u64,
-                aggregate_type: stream.aggregate_type(),
-                stream_id: stream.id(),
-                version: actual.get() + 1 + i as u64,
-                event_type: event.event_type.as_ref(),
-                event_version: event.event_version,
-                event_id: &event.event_id,
-                recorded_at,
-                payload: &event.payload,
-                metadata,
-            };
-            prev = hasher.link(&prev, &link).map_err(|e| {
-                Failed::Clean(AppendError::Encode {
-                    stream: stream.clone(),
-                    event_type: event.event_type.to_string(),
-                    source: <serde_json::Error as serde::de::Error>::custom(e),
-                })
-            })?;
-            links.push(prev);
-        }
-        Ok(links)
+        events
+            .iter()
+            .zip(metadata)
+            .map(|(event, metadata)| {
+                hasher
+                    .content(
+                        stream.aggregate_type(),
+                        stream.id(),
+                        &event.event_type,
+                        event.event_version,
+                        &event.event_id,
+                        &event.payload,
+                        metadata,
+                    )
+                    .map_err(|e| {
+                        // serde_json's message for text it refuses too.
+                        check_json(stream, event)
+                            .err()
+                            .unwrap_or_else(|| AppendError::Encode {
+                                stream: stream.clone(),
+                                event_type: event.event_type.to_string(),
+                                source: <serde_json::Error as serde::de::Error>::custom(e),
+                            })
+                    })
+            })
+            .collect()
     })
 }
 
