@@ -15,6 +15,7 @@ use crate::event::{EventData, NewEvent, RecordedEvent, RecordedEventRef, Timesta
 use crate::snapshot::Snapshot;
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
+mod encode;
 mod filter;
 mod group_commit;
 mod import;

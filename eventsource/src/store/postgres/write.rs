@@ -9,11 +9,11 @@ use postgres::types::ToSql;
 
 use super::schema::{COMMAND_ID_KEY, EVENT_ID_KEY, POSITION_KEY, STREAM_VERSION_KEY};
 use super::{Conn, Sql, pg, read, sql_int, stored_u64};
-use crate::chain::Hasher;
 use crate::error::{AppendError, StoreError};
 use crate::event::NewEvent;
 use crate::snapshot::Snapshot;
 use crate::store::AppendResult;
+use crate::store::encode::{content_digests, encode_metadata};
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
 
 /// An append, run as a statement of its own after the append lock, so that its snapshot
@@ -127,38 +127,16 @@ impl<'e> Batch<'e> {
             metadata: Vec::with_capacity(events.len()),
             contents: Vec::with_capacity(events.len()),
         };
-        let mut hasher = Hasher::default();
-        for event in events {
-            serde_json::from_str::<serde::de::IgnoredAny>(&event.payload)
-                .map_err(|source| encode_error(stream, event, source))?;
-            let metadata = event
-                .metadata
-                .to_json()
-                .map_err(|source| encode_error(stream, event, source))?;
+        let metadata = encode_metadata(stream, events)?;
+        let contents = content_digests(stream, events, &metadata)?;
+        for (event, content) in events.iter().zip(&contents) {
             batch.event_types.push(&event.event_type);
             batch.event_versions.push(i64::from(event.event_version));
             batch.event_ids.push(event.event_id.to_string());
-            let content = hasher
-                .content(
-                    stream.aggregate_type(),
-                    stream.id(),
-                    &event.event_type,
-                    event.event_version,
-                    &event.event_id,
-                    &event.payload,
-                    &metadata,
-                )
-                .map_err(|e| {
-                    encode_error(
-                        stream,
-                        event,
-                        <serde_json::Error as serde::de::Error>::custom(e),
-                    )
-                })?;
             batch.contents.push(content.to_vec());
             batch.payloads.push(&event.payload);
-            batch.metadata.push(metadata);
         }
+        batch.metadata = metadata;
         Ok(batch)
     }
 

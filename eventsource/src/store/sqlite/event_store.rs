@@ -7,14 +7,13 @@ use super::read::{
     FilteredQuery, LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND,
     READ_STREAM, REPLAY_STREAM, decode_row, read_filtered, row_head, text,
 };
-use super::write::{
-    PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, check_json, content_digests, current_version, encode_metadata,
-};
+use super::write::{PRUNE_SNAPSHOTS, SAVE_SNAPSHOT, current_version};
 use super::{SqliteStore, project};
 use crate::chain::{ChainHead, VersionGap};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{EventData, NewEvent, Timestamp};
 use crate::snapshot::Snapshot;
+use crate::store::encode::{check_json, content_digests, encode_metadata};
 use crate::store::group_commit::Request;
 use crate::store::{
     AppendResult, ChainVisitor, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo,

@@ -4,9 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::chain::{ChainHash, Hasher, chain_link};
+use crate::chain::{ChainHash, chain_link};
 use crate::error::{AppendError, StoreError};
-use crate::event::{EventId, NewEvent, Timestamp};
+use crate::event::{EventId, Timestamp};
 use crate::store::AppendResult;
 use crate::store::group_commit::{Outcome, Request};
 use crate::version::{Position, StreamId, Version};
@@ -58,17 +58,6 @@ pub(super) fn current_version(conn: &Connection, stream: &StreamId) -> rusqlite:
 /// Encodes an event id as hyphenated text without allocating.
 pub(super) fn event_id_text<'b>(id: &EventId, buf: &'b mut [u8; 36]) -> &'b str {
     id.as_uuid().hyphenated().encode_lower(buf)
-}
-
-/// Checks that a payload is JSON before it is stored.
-pub(super) fn check_json(stream: &StreamId, event: &NewEvent) -> Result<(), AppendError> {
-    serde_json::from_str::<serde::de::IgnoredAny>(&event.payload)
-        .map(drop)
-        .map_err(|source| AppendError::Encode {
-            stream: stream.clone(),
-            event_type: event.event_type.to_string(),
-            source,
-        })
 }
 
 impl SqliteStore {
@@ -367,63 +356,6 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
         stream_version: version,
         positions,
         recorded_at: Timestamp::from_micros(recorded_at),
-    })
-}
-
-/// Each event's metadata as JSON.
-pub(super) fn encode_metadata(
-    stream: &StreamId,
-    events: &[NewEvent],
-) -> Result<Vec<String>, AppendError> {
-    events
-        .iter()
-        .map(|event| {
-            event
-                .metadata
-                .to_json()
-                .map_err(|source| AppendError::Encode {
-                    stream: stream.clone(),
-                    event_type: event.event_type.to_string(),
-                    source,
-                })
-        })
-        .collect()
-}
-
-/// Each event's content digest for the hash chain; checks on the way that every payload
-/// is JSON (with `serde_json`'s message when it is not).
-pub(super) fn content_digests(
-    stream: &StreamId,
-    events: &[NewEvent],
-    metadata: &[String],
-) -> Result<Vec<[u8; 32]>, AppendError> {
-    Hasher::with(|hasher| {
-        events
-            .iter()
-            .zip(metadata)
-            .map(|(event, metadata)| {
-                hasher
-                    .content(
-                        stream.aggregate_type(),
-                        stream.id(),
-                        &event.event_type,
-                        event.event_version,
-                        &event.event_id,
-                        &event.payload,
-                        metadata,
-                    )
-                    .map_err(|e| {
-                        // serde_json's message for text it refuses too.
-                        check_json(stream, event)
-                            .err()
-                            .unwrap_or_else(|| AppendError::Encode {
-                                stream: stream.clone(),
-                                event_type: event.event_type.to_string(),
-                                source: <serde_json::Error as serde::de::Error>::custom(e),
-                            })
-                    })
-            })
-            .collect()
     })
 }
 
