@@ -381,10 +381,52 @@ mod tests {
     }
 
     #[test]
+    fn text_that_is_not_json_is_named() {
+        let id = EventId::new();
+        let mut h = Hasher::default();
+        let bad_payload = h.link(&ChainHash::GENESIS, &link(&id, "{nope"));
+        assert!(bad_payload.is_err_and(|e| e.to_string().starts_with("the payload is not JSON")),);
+        let bad_metadata = h.link(
+            &ChainHash::GENESIS,
+            &Link {
+                metadata: "[",
+                ..link(&id, "{}")
+            },
+        );
+        assert!(bad_metadata.is_err_and(|e| e.to_string().starts_with("the metadata is not JSON")),);
+    }
+
+    #[test]
+    fn canonical_json_is_exposed_for_the_backend_tests() -> Result<(), CanonicalError> {
+        assert_eq!(
+            canonical_json(r#"{ "b": 1.0, "a": [true] }"#)?,
+            r#"{"a":[true],"b":1}"#
+        );
+        assert!(canonical_json("{").is_err());
+        Ok(())
+    }
+
+    #[test]
     fn hashes_print_and_parse_as_hex() -> Result<(), ChainHashError> {
         let hash = ChainHash::from_bytes([0xab; 32]);
         assert_eq!(hash.to_string(), "ab".repeat(32));
         assert_eq!("AB".repeat(32).parse::<ChainHash>()?, hash);
+        // Every digit, in both cases, to its nibble.
+        let digits = "0123456789abcdef".repeat(4);
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::try_from((2 * i % 16) * 16 + (2 * i + 1) % 16).unwrap_or(0);
+        }
+        assert_eq!(digits.parse::<ChainHash>()?, ChainHash::from_bytes(bytes));
+        assert_eq!(
+            digits.to_uppercase().parse::<ChainHash>()?,
+            ChainHash::from_bytes(bytes)
+        );
+        assert_eq!(ChainHash::from_bytes(bytes).to_string(), digits);
+        assert_eq!(
+            format!("{:?}", ChainHash::from_bytes(bytes)),
+            format!("ChainHash({digits})")
+        );
         assert!("ab".repeat(31).parse::<ChainHash>().is_err());
         assert!("g".repeat(64).parse::<ChainHash>().is_err());
         Ok(())
