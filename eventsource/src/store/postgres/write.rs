@@ -113,7 +113,7 @@ pub(super) struct Batch<'e> {
     payloads: Vec<&'e str>,
     metadata: Vec<String>,
     /// Each event's content digest, which its chain hash covers (see `chain`).
-    contents: Vec<Vec<u8>>,
+    contents: Vec<[u8; 32]>,
 }
 
 impl<'e> Batch<'e> {
@@ -125,15 +125,14 @@ impl<'e> Batch<'e> {
             event_ids: Vec::with_capacity(events.len()),
             payloads: Vec::with_capacity(events.len()),
             metadata: Vec::with_capacity(events.len()),
-            contents: Vec::with_capacity(events.len()),
+            contents: Vec::new(),
         };
         let metadata = encode_metadata(stream, events)?;
-        let contents = content_digests(stream, events, &metadata)?;
-        for (event, content) in events.iter().zip(&contents) {
+        batch.contents = content_digests(stream, events, &metadata)?;
+        for event in events {
             batch.event_types.push(&event.event_type);
             batch.event_versions.push(i64::from(event.event_version));
             batch.event_ids.push(event.event_id.to_string());
-            batch.contents.push(content.to_vec());
             batch.payloads.push(&event.payload);
         }
         batch.metadata = metadata;
@@ -331,6 +330,7 @@ impl Conn {
         batch: &Batch<'_>,
     ) -> Result<AppendResult, AppendFailure> {
         let (kind, exact) = expectation(expected);
+        let contents: Vec<&[u8]> = batch.contents.iter().map(|c| &c[..]).collect();
         let params: [&(dyn ToSql + Sync); 11] = [
             &stream.aggregate_type(),
             &stream.id(),
@@ -342,7 +342,7 @@ impl Conn {
             &batch.payloads,
             &batch.metadata,
             &command,
-            &batch.contents,
+            &contents,
         ];
         let tx = AppendTransaction::begin(&mut self.client, &sql.begin_append)
             .map_err(StoreError::from)?;

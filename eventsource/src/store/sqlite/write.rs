@@ -408,11 +408,16 @@ fn check_command_new(tx: &Connection, command_id: &str) -> Result<(), Failed> {
 /// The newest event's position and the hash the next event links to; refuses an append
 /// of `count` events that would pass the largest position (positions are SQLite rowids).
 fn chain_tail(tx: &Connection, count: usize) -> Result<(u64, ChainHash), Failed> {
-    let last: Option<(i64, Option<Vec<u8>>)> = tx
+    // A row stored before the chain (or with a damaged hash, which `Verify` reports)
+    // links to nothing.
+    let last: Option<(i64, Option<ChainHash>)> = tx
         .prepare_cached(LAST_EVENT)?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([], |r| {
+            let hash = r.get_ref(1)?.as_blob_or_null().ok().flatten();
+            Ok((r.get(0)?, hash.and_then(ChainHash::from_slice)))
+        })
         .optional()?;
-    let (last_position, hash) = last.unwrap_or((0, None));
+    let (last_position, prev) = last.unwrap_or((0, None));
     if i64::MAX - last_position < count as i64 {
         return Err(Failed::Clean(AppendError::Store(
             StoreError::PositionsExhausted {
@@ -421,13 +426,10 @@ fn chain_tail(tx: &Connection, count: usize) -> Result<(u64, ChainHash), Failed>
             },
         )));
     }
-    // A row stored before the chain (or with a damaged hash, which `Verify` reports)
-    // links to nothing.
-    let prev = hash
-        .as_deref()
-        .and_then(ChainHash::from_slice)
-        .unwrap_or(ChainHash::GENESIS);
-    Ok((last_position.unsigned_abs(), prev))
+    Ok((
+        last_position.unsigned_abs(),
+        prev.unwrap_or(ChainHash::GENESIS),
+    ))
 }
 
 /// A position as SQLite stores it (checked against `i64::MAX` by [`chain_tail`]).
