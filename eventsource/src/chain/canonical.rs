@@ -533,6 +533,10 @@ mod tests {
         assert_eq!(canon(r#"{"aa":1,"b":2}"#), r#"{"aa":1,"b":2}"#);
         assert_eq!(canon("{}"), "{}");
         assert_eq!(canon("[]"), "[]");
+        // Keys compare without their quotes: "a" before "a!" ('"' would sort after '!').
+        assert_eq!(canon(r#"{"a!":2,"a":1}"#), r#"{"a":1,"a!":2}"#);
+        assert_eq!(canon(r#"{"a":1,"a!":2}"#), r#"{"a":1,"a!":2}"#);
+        assert_eq!(canon("[true, false, null]"), "[true,false,null]");
     }
 
     #[test]
@@ -575,5 +579,11 @@ mod tests {
         }
         let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
         assert!(canonicalize(&deep, &mut Vec::new()).is_err());
+        // The deepest nesting accepted, in arrays and in objects.
+        let deepest = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(canonicalize(&deepest, &mut Vec::new()).is_ok());
+        let objects = |n: usize| "{\"a\":".repeat(n) + "1" + &"}".repeat(n);
+        assert!(canonicalize(&objects(MAX_DEPTH), &mut Vec::new()).is_ok());
+        assert!(canonicalize(&objects(MAX_DEPTH + 1), &mut Vec::new()).is_err());
     }
 }
