@@ -246,3 +246,90 @@ fn a_store_of_schema_version_1_is_migrated_in_place() -> TestResult {
     assert_eq!((report.events, report.unchained), (2, 1));
     Ok(())
 }
+
+#[test]
+fn a_long_replay_hands_the_writer_over_to_an_append_that_waits() -> TestResult {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    let tmp = TempStore::new()?;
+    let store = Arc::new(SqliteStore::open_with(
+        &tmp.path,
+        SqliteOptions::new().synchronous(Synchronous::Normal),
+    )?);
+    let stream = StreamId::new("note", "long");
+    let events: Vec<NewEvent> = (1..=3_000).map(note).collect();
+    store.append(&stream, ExpectedVersion::NoStream, &events)?;
+
+    // The replay starts on the idle writer connection; once it is under way, another
+    // thread appends to the same stream through the same handle. The append must not
+    // wait for the replay's end: the replay hands the writer over and reads the rest on
+    // a read connection. The visitor waits (at most about 3 s in all) for the append.
+    let appended = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(Barrier::new(2));
+    let writer = {
+        let (store, stream, appended, started) = (
+            Arc::clone(&store),
+            stream.clone(),
+            Arc::clone(&appended),
+            Arc::clone(&started),
+        );
+        std::thread::spawn(move || -> Result<(), eventsource::AppendError> {
+            started.wait();
+            store.append(
+                &stream,
+                ExpectedVersion::Exact(Version::new(3_000)),
+                &[note(3_001)],
+            )?;
+            appended.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let mut versions = Vec::new();
+    let mut seen_appended_at = None;
+    store.replay_stream_with(&stream, Version::new(1), usize::MAX, &mut |event| {
+        versions.push(event.version.get());
+        if event.version.get() == 10 {
+            started.wait();
+        }
+        if event.version.get() > 10 && seen_appended_at.is_none() {
+            if appended.load(Ordering::SeqCst) {
+                seen_appended_at = Some(event.version.get());
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    })?;
+    writer
+        .join()
+        .map_err(|_| "the appending thread panicked")??;
+
+    let at = seen_appended_at.ok_or("the append waited for the whole replay")?;
+    assert!(at < 3_000, "the append finished only at version {at}");
+    // Every version once, in order: the 3,000 there were, and the one appended meanwhile
+    // if the read connection's snapshot came after its commit.
+    let contiguous = versions.iter().zip(1u64..).all(|(v, n)| *v == n);
+    assert!(contiguous, "versions out of order or repeated");
+    assert!(
+        (3_000..=3_001).contains(&versions.len()),
+        "{} events replayed",
+        versions.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn every_connection_plans_its_statements_without_looking_at_bound_values() -> TestResult {
+    use rusqlite::config::DbConfig;
+
+    // Without the query planner stability guarantee, SQLite prepares a cached statement
+    // again each time it is reused (rusqlite clears its bindings).
+    let tmp = TempStore::new()?;
+    let store = SqliteStore::open(&tmp.path)?;
+    let on_reader = store.read(|conn| conn.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG))?;
+    let on_writer = store.write(|tx| tx.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG))?;
+    assert!(on_reader, "read connections");
+    assert!(on_writer, "the writer connection");
+    Ok(())
+}

@@ -38,24 +38,56 @@ fn snapshot_row(row: &rusqlite::Row<'_>, state_version: u32) -> Option<Snapshot>
 
 impl SqliteStore {
     /// Runs a stream query (`sql` takes the aggregate type, stream id, first version and
-    /// limit) on a read connection and hands each row to `each`.
+    /// limit) and hands each row to `each`, which returns the row's version.
+    ///
+    /// `on_writer`: start on the writer connection when it is idle. Its page cache stays
+    /// warm across commits, where a read connection's is dropped after every write made
+    /// through another connection (so replaying before a command on a reader re-reads
+    /// every page). When an append starts waiting for the writer, the read hands over to
+    /// a read connection after the row it is at: a stream's events never change, so the
+    /// rest, read from a newer snapshot, continues the same stream.
     fn stream_rows(
         &self,
         sql: &str,
         stream: &StreamId,
         from: Version,
         max_count: usize,
-        mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), ReadError>,
+        on_writer: bool,
+        mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<Version, ReadError>,
     ) -> Result<(), ReadError> {
         stream.validate().map_err(StoreError::from)?;
-        self.with_reader(|conn| {
+        let mut from = from.clamp(Version::new(1), Version::MAX);
+        let mut left = max_count;
+        let query = |conn: &rusqlite::Connection,
+                     from: &mut Version,
+                     left: &mut usize,
+                     each: &mut dyn FnMut(&rusqlite::Row<'_>) -> Result<Version, ReadError>,
+                     stop: &dyn Fn() -> bool|
+         -> Result<bool, ReadError> {
             let mut stmt = conn.prepare_cached(sql)?;
-            let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
-            let from = from.clamp(Version::new(1), Version::MAX);
-            let mut rows = stmt.query((stream.aggregate_type(), stream.id(), from, limit))?;
+            let limit = i64::try_from(*left).unwrap_or(i64::MAX);
+            let mut rows = stmt.query((stream.aggregate_type(), stream.id(), *from, limit))?;
             while let Some(row) = rows.next()? {
-                each(row)?;
+                let version = each(row)?;
+                *left -= 1;
+                *from = version.next();
+                if stop() {
+                    return Ok(false);
+                }
             }
+            Ok(true)
+        };
+        if on_writer
+            && left > 0
+            && let Some(writer) = self.idle_writer()
+        {
+            let waiting = || self.writer_wanted();
+            if query(&writer, &mut from, &mut left, &mut each, &waiting)? || left == 0 {
+                return Ok(());
+            }
+        }
+        self.with_reader(|conn| {
+            query(conn, &mut from, &mut left, &mut each, &|| false)?;
             Ok(())
         })
     }
@@ -167,8 +199,11 @@ impl EventStore for SqliteStore {
         max_count: usize,
         visit: &mut Visitor<'_>,
     ) -> Result<(), ReadError> {
-        self.stream_rows(READ_STREAM, stream, from, max_count, |row| {
-            visit(decode_row(row, stream.aggregate_type(), stream.id())?)
+        self.stream_rows(READ_STREAM, stream, from, max_count, false, |row| {
+            let event = decode_row(row, stream.aggregate_type(), stream.id())?;
+            let version = event.version;
+            visit(event)?;
+            Ok(version)
         })
     }
 
@@ -179,7 +214,7 @@ impl EventStore for SqliteStore {
         max_count: usize,
         visit: &mut DataVisitor<'_>,
     ) -> Result<(), ReadError> {
-        self.stream_rows(REPLAY_STREAM, stream, from, max_count, |row| {
+        self.stream_rows(REPLAY_STREAM, stream, from, max_count, true, |row| {
             let (position, version, event_type, event_version) = row_head(row)?;
             visit(EventData {
                 position,
@@ -187,7 +222,8 @@ impl EventStore for SqliteStore {
                 event_type,
                 event_version,
                 payload: text(row, 4, position.get() as i64, "payload")?,
-            })
+            })?;
+            Ok(version)
         })
     }
 

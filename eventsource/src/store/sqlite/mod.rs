@@ -11,7 +11,8 @@ mod schema;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
@@ -54,6 +55,9 @@ pub use self::options::{SqliteOptions, Synchronous};
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: Mutex<Connection>,
+    /// How many threads wait for `writer` (a replay on the writer hands over to a reader
+    /// when one does).
+    writer_waits: AtomicUsize,
     /// Appends waiting to be committed together.
     group: GroupCommit,
     /// The last position committed through this handle, for live readers.
@@ -95,6 +99,7 @@ impl SqliteStore {
         configure(&mut conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
+            writer_waits: AtomicUsize::new(0),
             group: GroupCommit::default(),
             commits: Commits::default(),
             readers: Some(Mutex::new(Vec::new())),
@@ -121,6 +126,7 @@ impl SqliteStore {
         configure(&mut conn, &options)?;
         Ok(SqliteStore {
             writer: Mutex::new(conn),
+            writer_waits: AtomicUsize::new(0),
             group: GroupCommit::default(),
             commits: Commits::default(),
             readers: None,
@@ -184,7 +190,35 @@ impl SqliteStore {
     fn writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open: it rolls back
         // on drop. So the connection is still good.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        match self.writer.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                self.writer_waits.fetch_add(1, Ordering::Relaxed);
+                let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                self.writer_waits.fetch_sub(1, Ordering::Relaxed);
+                conn
+            }
+        }
+    }
+
+    /// The writer connection of a file store, if no thread holds or waits for it (a
+    /// thread that holds it, inside a projection batch, gets `None` as well).
+    fn idle_writer(&self) -> Option<MutexGuard<'_, Connection>> {
+        self.path.as_ref()?;
+        if self.writer_wanted() {
+            return None;
+        }
+        match self.writer.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Whether a thread waits for the writer connection.
+    fn writer_wanted(&self) -> bool {
+        self.writer_waits.load(Ordering::Relaxed) > 0
     }
 
     /// Runs `f` on an idle read connection (opening one if none is idle).

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::SqliteOptions;
@@ -118,6 +119,13 @@ pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection
 /// Settings of every connection, once the schema is known to be ours.
 pub(super) fn configure(conn: &mut Connection, options: &SqliteOptions) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+    // Plans that do not depend on bound values. Without this, SQLite marks a statement
+    // whose plan looked at a parameter (`x = ?` outside the chosen index, `LIMIT ?`) to be
+    // prepared again whenever that parameter is rebound, and rusqlite's statement cache
+    // clears the bindings of every statement it takes back: each cached query (the
+    // stream version before an append, the replay before a command) was parsed and
+    // planned anew on every use.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if let Some(hook) = &options.on_connect {
         hook(conn)?;
     }
