@@ -99,6 +99,21 @@ pub fn create_minimal(path: &Path) -> rusqlite::Result<()> {
     connect(path, "NORMAL")?.execute_batch(MINIMAL_SCHEMA)
 }
 
+/// Grows the file's WAL to about 1,500 pages and leaves it checkpointed, as in a store
+/// that has been running for a while: at `synchronous=FULL`, a commit that appends to a
+/// new WAL file syncs the file's growth too and is several times slower than one that
+/// overwrites frames of a WAL already grown, so a fresh file would favour long runs
+/// (many threads) over short ones. The WAL outlives this call only while `conn` (or
+/// another connection to the file) stays open.
+pub fn grow_wal(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE bench_wal_warmup (x BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+         INSERT INTO bench_wal_warmup SELECT zeroblob(3000) FROM n;
+         DROP TABLE bench_wal_warmup;",
+    )
+}
+
 fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

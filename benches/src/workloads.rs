@@ -60,6 +60,16 @@ fn remove(path: &Path) {
     }
 }
 
+/// A connection to `path` that, at `synchronous=FULL`, has grown the WAL (see
+/// [`raw::grow_wal`]); keep it open while measuring.
+fn warm(path: &Path, sync: &str) -> Result<rusqlite::Connection> {
+    let conn = raw::connect(path, sync)?;
+    if sync == "FULL" {
+        raw::grow_wal(&conn)?;
+    }
+    Ok(conn)
+}
+
 fn open(path: &Path, sync: &str) -> Result<SqliteStore> {
     Ok(SqliteStore::open_with(
         path,
@@ -84,6 +94,7 @@ pub fn commands(o: &Options, dir: &Path) -> Result {
             let r = interleaved(
                 |_| {
                     let path = fresh(dir, &format!("a-ours-{sync}-{cached}"))?;
+                    let _wal = warm(&path, sync)?;
                     let mut ledgers = Repository::<Ledger, _>::new(open(&path, sync)?);
                     if cached {
                         ledgers = ledgers.with_cache(1_000);
@@ -99,7 +110,7 @@ pub fn commands(o: &Options, dir: &Path) -> Result {
                 |table, _| {
                     let path =
                         fresh_table(dir, &format!("a-{}-{sync}-{cached}", table.tag()), table)?;
-                    let mut conn = raw::connect(&path, sync)?;
+                    let mut conn = warm(&path, sync)?;
                     let mut cache = raw::Cached::default();
                     let t = Instant::now();
                     for i in 0..n {
@@ -252,6 +263,7 @@ const THREADS: [u64; 4] = [1, 2, 4, 8];
 /// D through eventsource: `threads` threads of commands with the state cache; cmd/s.
 fn writers_ours(dir: &Path, threads: u64, per_thread: u64) -> Result<f64> {
     let path = fresh(dir, "d-ours")?;
+    let _wal = warm(&path, "FULL")?;
     let ledgers = Arc::new(Repository::<Ledger, _>::new(open(&path, "FULL")?).with_cache(1_000));
     let t = Instant::now();
     let handles: Vec<_> = (0..threads)
@@ -277,7 +289,7 @@ fn writers_ours(dir: &Path, threads: u64, per_thread: u64) -> Result<f64> {
 /// each keeping its streams' folded states; cmd/s.
 fn writers_raw(dir: &Path, table: Table, threads: u64, per_thread: u64) -> Result<f64> {
     let path = fresh_table(dir, &format!("d-{}", table.tag()), table)?;
-    let conn = Arc::new(Mutex::new(raw::connect(&path, "FULL")?));
+    let conn = Arc::new(Mutex::new(warm(&path, "FULL")?));
     let t = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|k| {
