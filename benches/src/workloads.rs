@@ -425,9 +425,9 @@ pub fn snapshot_load(o: &Options, dir: &Path) -> Result {
     }
     let snapshot = 1.0 / median(&r.ours).max(1e-9);
     cells([
-        "E. eventsource: the same load as a full replay (best of 3) against from the snapshot",
+        "E. eventsource: a full replay of the same stream (best of 3) / the load from the snapshot",
         &format!(
-            "{:.1} ms / {:.3} ms: {:.0}x faster",
+            "{:.1} ms / {:.3} ms: the snapshot {:.0}x faster",
             full.as_secs_f64() * 1e3,
             snapshot * 1e3,
             full.as_secs_f64() / snapshot.max(1e-12)
