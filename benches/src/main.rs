@@ -1,5 +1,6 @@
-//! Benchmarks eventsource against hand-written rusqlite doing the same work on the same
-//! table, in the same run, and prints both throughputs and their ratio.
+//! Benchmarks eventsource against hand-written rusqlite doing the same work, on the
+//! library's own table and on a minimal one, interleaved in the same run, and prints the
+//! medians and the ratios (median and range over the rounds) as a Markdown table.
 //!
 //! ```text
 //! cargo run --release -p eventsource-bench               # every workload, full size
