@@ -88,6 +88,12 @@ pub fn connect(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
+    // As eventsource's connections: plans that do not depend on bound values, so that a
+    // cached statement is not prepared again on every use (see `schema::configure`).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(conn)
 }
 

@@ -78,6 +78,10 @@ fn raw_rebuild(path: &Path, table: Table, per_event: bool) -> Result<u64> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS raw_refunds (account TEXT PRIMARY KEY, total INTEGER NOT NULL, count INTEGER NOT NULL); \
          CREATE TABLE IF NOT EXISTS raw_checkpoint (name TEXT PRIMARY KEY, position INTEGER NOT NULL); \

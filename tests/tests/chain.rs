@@ -427,3 +427,61 @@ fn a_million_events_verify_clean() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn the_sqlite_head_moves_every_few_commits_and_when_the_handle_is_dropped() -> TestResult {
+    use eventsource::SqliteOptions;
+
+    let tmp = TempStore::new()?;
+    let options = || SqliteOptions::new().chain_head_interval(3);
+    let stream = StreamId::new("note", "lag");
+    let head_of = |report: &ChainReport| {
+        report
+            .head
+            .map(|h| (h.position.get(), h.count, report.after_head))
+    };
+    let store = SqliteStore::open_with(&tmp.path, options())?;
+    for n in 1..=7 {
+        store.append(
+            &stream,
+            ExpectedVersion::Any,
+            &[NewEvent::new("note.added", 1, format!(r#"{{"n":{n}}}"#))],
+        )?;
+    }
+    // Moved with the 3rd and the 6th commit; the 7th is past it, covered by its link.
+    let report = Verify::chain(&store).run()?;
+    assert!(report.is_sound(), "{report}");
+    assert_eq!(head_of(&report), Some((6, 6, 1)));
+    assert!(
+        report
+            .to_string()
+            .contains("the newest 1 events are past the chain's head at 6")
+    );
+    drop(store);
+    let store = SqliteStore::open_with(&tmp.path, options())?;
+    let report = Verify::chain(&store).run()?;
+    assert!(report.is_sound(), "{report}");
+    assert_eq!(head_of(&report), Some((7, 7, 0)));
+
+    // A handle that is never dropped (a crash) leaves the head behind; the store still
+    // verifies, and the next handle moves the head past those events too.
+    store.append(
+        &stream,
+        ExpectedVersion::Any,
+        &[NewEvent::new("note.added", 1, "{}")],
+    )?;
+    std::mem::forget(store);
+    let store = SqliteStore::open_with(&tmp.path, SqliteOptions::new().chain_head_interval(1))?;
+    let report = Verify::chain(&store).run()?;
+    assert!(report.is_sound(), "{report}");
+    assert_eq!(head_of(&report), Some((7, 7, 1)));
+    store.append(
+        &stream,
+        ExpectedVersion::Any,
+        &[NewEvent::new("note.added", 1, "{}")],
+    )?;
+    let report = Verify::chain(&store).run()?;
+    assert!(report.is_sound(), "{report}");
+    assert_eq!(head_of(&report), Some((9, 9, 0)));
+    Ok(())
+}

@@ -25,11 +25,13 @@ pub struct ChainHead {
     /// The first position the chain covers: events before it were stored before the
     /// store was upgraded to a chained schema, and carry no hash.
     pub starts_at: Position,
-    /// The newest chained event (`starts_at - 1` while none is).
+    /// The chained event the head was last moved to (`starts_at - 1` while none is): the
+    /// newest one, or on SQLite one of the last few (see
+    /// [`SqliteOptions::chain_head_interval`](crate::SqliteOptions::chain_head_interval)).
     pub position: Position,
     /// Its hash ([`ChainHash::GENESIS`] while none is).
     pub hash: ChainHash,
-    /// How many events the chain holds.
+    /// How many chained events there are up to `position`.
     pub count: u64,
 }
 
@@ -64,9 +66,8 @@ pub enum ChainProblemKind {
         /// Why.
         reason: String,
     },
-    /// The chain's head says the newest event is at `head`, but the newest stored row is
-    /// at `last`: the newest events were removed (`last < head`), or rows were added
-    /// after the head by hand (`last > head`, reported at the first such row).
+    /// The chain's head is at `head`, but the newest stored row is at `last`, before
+    /// it: the newest events were removed.
     Head {
         /// The head's position.
         head: Position,
@@ -141,13 +142,9 @@ impl fmt::Display for ChainProblem {
             ChainProblemKind::Unreadable { reason } => {
                 write!(f, "position {p}: the event cannot be read: {reason}")
             }
-            ChainProblemKind::Head { head, last } if last < head => write!(
+            ChainProblemKind::Head { head, last } => write!(
                 f,
                 "position {p}: the chain's head is at {head} but the newest event is at {last} (the newest events were removed)"
-            ),
-            ChainProblemKind::Head { head, .. } => write!(
-                f,
-                "position {p}: events stored after the chain's head at {head} (added by hand)"
             ),
             ChainProblemKind::HeadHash { head, stored } => write!(
                 f,
@@ -190,6 +187,11 @@ pub struct ChainReport {
     pub events: u64,
     /// Rows before the chain's start (stored before the upgrade; not covered).
     pub unchained: u64,
+    /// The newest rows, stored after the position the head was last moved to: their
+    /// links are checked, but removing them would not show without a checkpoint kept
+    /// elsewhere. A SQLite store moves its head every few commits and when its last
+    /// handle is dropped; a PostgreSQL store with every append.
+    pub after_head: u64,
     /// The newest row and its stored hash: a checkpoint to keep elsewhere.
     pub last: Option<(Position, ChainHash)>,
     /// The first problems found (at most 100), in position order within each kind of
@@ -236,6 +238,15 @@ impl fmt::Display for ChainReport {
         }
         if let Some((position, hash)) = self.last {
             write!(f, "\ncheckpoint: {position} {hash}")?;
+        }
+        if let Some(head) = &self.head
+            && self.after_head > 0
+        {
+            write!(
+                f,
+                "\nthe newest {} events are past the chain's head at {}: their links are checked, their removal would show only against a checkpoint",
+                self.after_head, head.position
+            )?;
         }
         if self.is_sound() {
             write!(f, "\nthe chain is intact")
@@ -347,6 +358,7 @@ impl<'s, S: EventStore + ?Sized> ChainVerify<'s, S> {
                 head,
                 events: 0,
                 unchained: 0,
+                after_head: 0,
                 last: None,
                 problems: Vec::new(),
                 problem_count: 0,
@@ -358,6 +370,8 @@ impl<'s, S: EventStore + ?Sized> ChainVerify<'s, S> {
             expected_next: 1,
             prev: Some(ChainHash::GENESIS),
             chained: 0,
+            chained_to_head: 0,
+            at_head: None,
             after: Position::START,
         };
         if head.is_none() {
@@ -412,6 +426,10 @@ struct Walk<'c> {
     prev: Option<ChainHash>,
     /// Rows walked from `starts_at`.
     chained: u64,
+    /// Rows walked from `starts_at` up to the head's position.
+    chained_to_head: u64,
+    /// The stored hash of the row at the head's position, once walked (if it has one).
+    at_head: Option<ChainHash>,
     /// The last row read.
     after: Position,
 }
@@ -436,11 +454,18 @@ impl Walk<'_> {
         }
         self.expected_next = p + 1;
         self.checkpoints_before(position);
+        let head = self.report.head.map_or(Position::START, |h| h.position);
+        if position > head {
+            self.report.after_head += 1;
+        }
         let (event, stored) = match row {
             Ok(row) => row,
             Err(e) => {
                 if position >= self.starts_at {
                     self.chained += 1;
+                    if position <= head {
+                        self.chained_to_head += 1;
+                    }
                 }
                 let reason = e.to_string();
                 self.report
@@ -450,6 +475,9 @@ impl Walk<'_> {
             }
         };
         let stored = stored.and_then(ChainHash::from_slice);
+        if position == head {
+            self.at_head = stored;
+        }
         if let Some(&(at, expected)) = self.checkpoints.get(self.next_checkpoint)
             && at == position
         {
@@ -469,6 +497,9 @@ impl Walk<'_> {
             return;
         }
         self.chained += 1;
+        if position <= head {
+            self.chained_to_head += 1;
+        }
         let Some(stored) = stored else {
             self.report.problem(position, ChainProblemKind::Unchained);
             self.prev = None;
@@ -532,49 +563,41 @@ impl Walk<'_> {
         }
     }
 
-    /// After the last row: checkpoints past it, and the head against it.
+    /// After the last row: checkpoints past it, and the head against the rows. The head
+    /// may lag behind the newest rows (a SQLite store moves it every few commits, see
+    /// `SqliteOptions::chain_head_interval`): rows after it are checked by their links.
     fn finish(&mut self) {
         self.checkpoints_before(Position::new(u64::MAX));
         let Some(head) = self.report.head else {
             return;
         };
         let last = self.after;
-        if last != head.position {
-            let at = if last > head.position {
-                Position::new(head.position.get() + 1)
-            } else {
-                head.position
-            };
+        if last < head.position {
             self.report.problem(
-                at,
+                head.position,
                 ChainProblemKind::Head {
                     head: head.position,
                     last,
                 },
             );
-        } else if let Some((position, stored)) = self.report.last
-            && position == head.position
+        } else if head.position >= head.starts_at
+            && let Some(stored) = self.at_head
             && stored != head.hash
         {
             self.report.problem(
-                position,
+                head.position,
                 ChainProblemKind::HeadHash {
                     head: head.hash,
                     stored,
                 },
             );
         }
-        if self.chained != head.count {
-            let at = if self.chained > head.count {
-                Position::new(head.position.get() + 1)
-            } else {
-                head.position
-            };
+        if last >= head.position && self.chained_to_head != head.count {
             self.report.problem(
-                at,
+                head.position,
                 ChainProblemKind::Count {
                     head: head.count,
-                    found: self.chained,
+                    found: self.chained_to_head,
                 },
             );
         }

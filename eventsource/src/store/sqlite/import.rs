@@ -88,15 +88,8 @@ impl Import for SqliteStore {
             }
         }
         if let Some(head) = links.last() {
-            tx.execute(
-                ADVANCE_CHAIN,
-                (
-                    imported.position,
-                    head.as_bytes(),
-                    i64::try_from(events.len()).unwrap_or(i64::MAX),
-                ),
-            )
-            .map_err(StoreError::from)?;
+            tx.execute(ADVANCE_CHAIN, (imported.position, head.as_bytes()))
+                .map_err(StoreError::from)?;
         }
         tx.commit().map_err(StoreError::from)?;
         drop(conn);
@@ -177,9 +170,15 @@ mod tests {
         )?;
         assert_eq!(appended.positions, [Position::new(4)]);
         // Imported and appended events are one chain.
+        // The import moved the head; the append's commit has not yet (the head moves
+        // every few commits): its event is past the head.
         let report = crate::Verify::chain(&store).run()?;
         assert!(report.is_sound(), "{report}");
-        assert_eq!(report.head.map(|h| h.count), Some(4));
+        assert_eq!(
+            report.head.map(|h| (h.position, h.count)),
+            Some((Position::new(3), 3))
+        );
+        assert_eq!(report.after_head, 1);
         Ok(())
     }
 

@@ -58,6 +58,8 @@ pub struct SqliteStore {
     /// How many threads wait for `writer` (a replay on the writer hands over to a reader
     /// when one does).
     writer_waits: AtomicUsize,
+    /// How far the chain's head lags behind this handle's commits.
+    chain_lag: Mutex<write::ChainLag>,
     /// Appends waiting to be committed together.
     group: GroupCommit,
     /// The last position committed through this handle, for live readers.
@@ -100,6 +102,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             writer_waits: AtomicUsize::new(0),
+            chain_lag: Mutex::default(),
             group: GroupCommit::default(),
             commits: Commits::default(),
             readers: Some(Mutex::new(Vec::new())),
@@ -127,6 +130,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(conn),
             writer_waits: AtomicUsize::new(0),
+            chain_lag: Mutex::default(),
             group: GroupCommit::default(),
             commits: Commits::default(),
             readers: None,
@@ -245,6 +249,12 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
             .push(conn);
         result
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.move_lagging_head();
     }
 }
 

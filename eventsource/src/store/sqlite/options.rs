@@ -45,6 +45,7 @@ pub struct SqliteOptions {
     pub(super) busy_timeout: Duration,
     pub(super) on_connect: Option<Arc<ConnectHook>>,
     pub(super) hash_chain: bool,
+    pub(super) chain_head_interval: u32,
 }
 
 type ConnectHook = dyn Fn(&mut Connection) -> rusqlite::Result<()> + Send + Sync;
@@ -56,6 +57,7 @@ impl fmt::Debug for SqliteOptions {
             .field("busy_timeout", &self.busy_timeout)
             .field("on_connect", &self.on_connect.is_some())
             .field("hash_chain", &self.hash_chain)
+            .field("chain_head_interval", &self.chain_head_interval)
             .finish()
     }
 }
@@ -68,7 +70,36 @@ impl SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             on_connect: None,
             hash_chain: true,
+            chain_head_interval: Self::DEFAULT_CHAIN_HEAD_INTERVAL,
         }
+    }
+
+    /// How many commits the hash chain's head waits before it moves, by default.
+    pub const DEFAULT_CHAIN_HEAD_INTERVAL: u32 = 32;
+
+    /// Moves the hash chain's head (the position, hash and count kept apart from the
+    /// events, which shows that the newest events were removed) with every `commits`-th
+    /// commit of this handle, and when the handle is dropped; default
+    /// [`DEFAULT_CHAIN_HEAD_INTERVAL`](Self::DEFAULT_CHAIN_HEAD_INTERVAL). Every commit
+    /// links its events into the chain; only the head lags.
+    ///
+    /// The head lives on a page of its own, so moving it with every commit writes one
+    /// more page per commit: about a sixth more to the write-ahead log for single-event
+    /// appends. The cost of a lagging head: removing the newest events stored after the
+    /// head's last move (at most `commits - 1` commits, or what a crash left) shows only
+    /// against a checkpoint kept elsewhere ([`ChainReport::after_head`](crate::ChainReport::after_head)
+    /// says how many events that is). `1` moves the head with every commit.
+    ///
+    /// ```
+    /// use eventsource::{SqliteOptions, SqliteStore};
+    ///
+    /// let store = SqliteStore::in_memory_with(SqliteOptions::new().chain_head_interval(1))?;
+    /// # Ok::<(), eventsource::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn chain_head_interval(mut self, commits: u32) -> Self {
+        self.chain_head_interval = commits.max(1);
+        self
     }
 
     /// Not public API: appends without chain hashes (they store NULL and leave the

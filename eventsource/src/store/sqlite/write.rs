@@ -1,6 +1,8 @@
 //! Writing to a SQLite store: one transaction per batch of appends (see
 //! `group_commit`), snapshots.
 
+use std::sync::PoisonError;
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
@@ -27,9 +29,11 @@ pub(super) const PRUNE_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE aggregate_
 /// The newest event's position and chain hash (NULL for a row stored before the chain).
 pub(super) const LAST_EVENT: &str =
     "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1";
-/// Moves the chain's head past an append.
-pub(super) const ADVANCE_CHAIN: &str =
-    "UPDATE chain SET position = ?1, hash = ?2, count = count + ?3 WHERE id = 1";
+/// Moves the chain's head forward to the chained event at `?1` with hash `?2` (every
+/// position between is chained: the count grows by the distance). A head already there
+/// or past it (moved by another handle) stays.
+pub(super) const ADVANCE_CHAIN: &str = "UPDATE chain SET count = count + (?1 - position), \
+     position = ?1, hash = ?2 WHERE id = 1 AND position < ?1";
 pub(super) const COMMAND_DONE: &str = "SELECT 1 FROM commands WHERE command_id = ?1";
 pub(super) const INSERT_COMMAND: &str = "INSERT INTO commands (command_id, aggregate_type, \
      stream_id, stream_version, positions, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -60,7 +64,53 @@ pub(super) fn event_id_text<'b>(id: &EventId, buf: &'b mut [u8; 36]) -> &'b str 
     id.as_uuid().hyphenated().encode_lower(buf)
 }
 
+/// The newest chained event a commit stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tail {
+    position: u64,
+    hash: ChainHash,
+}
+
+/// How far the chain's head lags behind this handle's commits (see
+/// `SqliteOptions::chain_head_interval`).
+#[derive(Debug, Default)]
+pub(super) struct ChainLag {
+    /// Commits since the head last moved.
+    commits: u32,
+    /// The newest event committed since, if any: where the head moves on drop.
+    tail: Option<Tail>,
+}
+
+/// What the commits of one batch left: the newest chained event, and whether the head
+/// moved to it.
+#[derive(Debug, Default)]
+struct Committed {
+    tail: Option<Tail>,
+    head_moved: bool,
+}
+
 impl SqliteStore {
+    /// Moves the chain's head to the newest event this handle committed, if it lags
+    /// (when the handle is dropped). A failure leaves the head behind, as a crash would:
+    /// `Verify` counts those events in `after_head`.
+    pub(super) fn move_lagging_head(&mut self) {
+        let lag = self
+            .chain_lag
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(tail) = lag.tail.take() else {
+            return;
+        };
+        let conn = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = conn.execute(
+            ADVANCE_CHAIN,
+            (sql_position(tail.position), tail.hash.as_bytes()),
+        );
+    }
+
     /// Writes a batch of appends in one transaction, each in a savepoint of its own when
     /// there are several, and returns one outcome per append, each true: `Ok` only for
     /// an append that is committed, an error only for one that is not.
@@ -72,9 +122,15 @@ impl SqliteStore {
             events = batch.iter().map(|r| r.events.len()).sum::<usize>(),
         );
         let conn = self.writer();
+        let mut lag = self
+            .chain_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let at = Stamp {
             recorded_at: Timestamp::now().as_micros(),
+            move_head: lag.commits.saturating_add(1) >= self.options.chain_head_interval,
         };
+        let mut committed = Committed::default();
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         // Fast path: an append that fails its checks has written nothing, so the batch
         // needs no savepoints unless an insert itself fails (a duplicate event id, a full
@@ -83,7 +139,7 @@ impl SqliteStore {
         let mut outcomes: Vec<Option<Outcome>> =
             std::iter::repeat_with(|| None).take(batch.len()).collect();
         loop {
-            match commit_batch(&conn, batch, &pending, at, isolated) {
+            match commit_batch(&conn, batch, &pending, at, isolated, &mut committed) {
                 Pass::Done(results) => {
                     for (&i, result) in pending.iter().zip(results) {
                         outcomes[i] = Some(result);
@@ -93,7 +149,7 @@ impl SqliteStore {
                 Pass::Redo => isolated = true,
                 Pass::Split => {
                     for &i in &pending {
-                        let alone = commit_batch(&conn, batch, &[i], at, false);
+                        let alone = commit_batch(&conn, batch, &[i], at, false, &mut committed);
                         outcomes[i] = Some(match alone {
                             Pass::Done(mut one) => one.pop().unwrap_or_else(|| Err(interrupted())),
                             Pass::Lost { error, .. } => Err(error),
@@ -114,6 +170,14 @@ impl SqliteStore {
                 }
             }
         }
+        if let Some(tail) = committed.tail {
+            if committed.head_moved {
+                *lag = ChainLag::default();
+            } else {
+                lag.commits = lag.commits.saturating_add(1);
+                lag.tail = Some(tail);
+            }
+        }
         outcomes
             .into_iter()
             .map(|outcome| outcome.unwrap_or_else(|| Err(interrupted())))
@@ -126,6 +190,8 @@ impl SqliteStore {
 struct Stamp {
     /// The time, in microseconds since the Unix epoch.
     recorded_at: i64,
+    /// Whether the chain's head moves with this commit.
+    move_head: bool,
 }
 
 /// What one attempt at committing a batch came to.
@@ -149,7 +215,9 @@ fn commit_batch(
     pending: &[usize],
     at: Stamp,
     isolated: bool,
+    committed: &mut Committed,
 ) -> Pass {
+    let mut tail = None;
     let mut tx = match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return Pass::Done(pending.iter().map(|_| Err(copy_error(&e).into())).collect()),
@@ -158,12 +226,12 @@ fn commit_batch(
     for &index in pending {
         let request = &batch[index];
         let outcome = if isolated {
-            match insert_in_savepoint(&mut tx, request, at) {
+            match insert_in_savepoint(&mut tx, request, at, &mut tail) {
                 Ok(outcome) => outcome,
                 Err(error) => return Pass::Lost { index, error },
             }
         } else {
-            match insert(&tx, request, at) {
+            match insert(&tx, request, at, &mut tail) {
                 Ok(done) => Ok(done),
                 Err(Failed::Clean(e)) if !tx.is_autocommit() => Err(e),
                 // A single append fails as a whole: dropping the transaction undoes it.
@@ -179,11 +247,28 @@ fn commit_batch(
         // Nothing to keep: dropping the transaction rolls it back.
         return Pass::Done(outcomes);
     }
+    // Moving the head is the transaction's last write; when it fails, nothing of the
+    // batch is stored, as when the COMMIT fails.
+    let head = match tail {
+        Some(Tail { position, hash }) if at.move_head => tx
+            .prepare_cached(ADVANCE_CHAIN)
+            .and_then(|mut stmt| stmt.execute((sql_position(position), hash.as_bytes())))
+            .map(drop),
+        _ => Ok(()),
+    };
     // A failed COMMIT leaves the transaction rolled back (rusqlite rolls back what is
     // still open on drop): nothing of the batch is stored. Which append did not fit is
     // unknown, so the caller commits each on its own.
-    match tx.commit() {
-        Ok(()) => Pass::Done(outcomes),
+    match head.and_then(|()| tx.commit()) {
+        Ok(()) => {
+            if tail.is_some() {
+                *committed = Committed {
+                    tail,
+                    head_moved: at.move_head,
+                };
+            }
+            Pass::Done(outcomes)
+        }
         Err(_) if pending.len() > 1 => Pass::Split,
         Err(e) => Pass::Done(vec![Err(e.into())]),
     }
@@ -196,9 +281,10 @@ fn insert_in_savepoint(
     tx: &mut rusqlite::Transaction<'_>,
     request: &Request<'_>,
     at: Stamp,
+    tail: &mut Option<Tail>,
 ) -> Result<Outcome, AppendError> {
     let outcome = match tx.savepoint() {
-        Ok(savepoint) => in_savepoint(savepoint, request, at),
+        Ok(savepoint) => in_savepoint(savepoint, request, at, tail),
         Err(e) => Err(e.into()),
     };
     match outcome {
@@ -208,15 +294,18 @@ fn insert_in_savepoint(
 }
 
 /// Inserts one append in `savepoint`: released when it succeeded, rolled back to and
-/// released when it failed.
+/// released when it failed. `tail` moves only with a released savepoint.
 fn in_savepoint(
     mut savepoint: rusqlite::Savepoint<'_>,
     request: &Request<'_>,
     at: Stamp,
+    tail: &mut Option<Tail>,
 ) -> Outcome {
-    match insert(&savepoint, request, at) {
+    let mut inserted = *tail;
+    match insert(&savepoint, request, at, &mut inserted) {
         Ok(done) => {
             savepoint.commit()?;
+            *tail = inserted;
             Ok(done)
         }
         Err(failed) => {
@@ -256,8 +345,14 @@ fn interrupted() -> AppendError {
 }
 
 /// Inserts one append's events inside the caller's transaction: first every check
-/// (command id, expected version, version range, metadata), then the writes.
-fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendResult, Failed> {
+/// (command id, expected version, version range, metadata), then the writes; `tail`
+/// becomes its newest event (when the events are chained).
+fn insert(
+    tx: &Connection,
+    request: &Request<'_>,
+    at: Stamp,
+    tail: &mut Option<Tail>,
+) -> Result<AppendResult, Failed> {
     let Request {
         stream,
         expected,
@@ -337,20 +432,14 @@ fn insert(tx: &Connection, request: &Request<'_>, at: Stamp) -> Result<AppendRes
         }
         positions.push(Position::new(position.unsigned_abs()));
     }
-    if !links.is_empty() {
-        tx.prepare_cached(ADVANCE_CHAIN)
-            .and_then(|mut stmt| {
-                let count = events.len() as u64;
-                stmt.execute((
-                    sql_position(last_position + count),
-                    prev.as_bytes(),
-                    sql_position(count),
-                ))
-            })
-            .map_err(|e| dirty(e.into()))?;
-    }
     if let Some(command_id) = command {
         record_command(tx, command_id, stream, version, &positions, recorded_at)?;
+    }
+    if !links.is_empty() {
+        *tail = Some(Tail {
+            position: last_position + events.len() as u64,
+            hash: prev,
+        });
     }
     Ok(AppendResult {
         stream_version: version,
