@@ -8,7 +8,7 @@ use super::read::{
     LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM,
     REPLAY_STREAM, STREAM_VERSION,
 };
-use super::write::{APPEND, CHECK_JSON, FIND_EVENTS, SAVE_SNAPSHOT, STORED_IDS};
+use super::write::{APPEND, CHECK_JSON, FIND_EVENTS, HEAD, HEAD_NAME, SAVE_SNAPSHOT, STORED_IDS};
 
 /// The statements of one store, with its schema spelled in.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ pub(super) struct Sql {
     /// The channel appends notify on commit, and live readers listen on.
     pub(super) channel: String,
     pub(super) begin_append: String,
+    /// Prepares what a batch of appends reads under the lock.
+    pub(super) prepare_head: String,
     pub(super) append: String,
     pub(super) stream_version: String,
     pub(super) read_stream: String,
@@ -50,6 +52,10 @@ impl Sql {
                 table_oid.cast_signed()
             ),
             channel,
+            prepare_head: format!(
+                "PREPARE {HEAD_NAME} (text[], text[], text[]) AS {}",
+                spell(HEAD)
+            ),
             append: spell(APPEND),
             stream_version: spell(STREAM_VERSION),
             read_stream: spell(READ_STREAM),
@@ -80,6 +86,7 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) fn prepare(client: &mut Client, sql: &Sql) -> Result<Self, postgres::Error> {
+        client.batch_execute(&sql.prepare_head)?;
         Ok(Statements {
             append: client.prepare(&sql.append)?,
             stream_version: client.prepare(&sql.stream_version)?,
