@@ -8,7 +8,10 @@ use super::read::{
     LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM,
     REPLAY_STREAM, STREAM_VERSION,
 };
-use super::write::{APPEND, CHECK_JSON, FIND_EVENTS, HEAD, HEAD_NAME, SAVE_SNAPSHOT, STORED_IDS};
+use super::write::{
+    APPEND, APPEND_NAME, APPEND_TYPES, CHECK_JSON, FIND_EVENTS, HEAD, HEAD_NAME, SAVE_SNAPSHOT,
+    STORED_IDS,
+};
 
 /// The statements of one store, with its schema spelled in.
 #[derive(Debug)]
@@ -18,7 +21,8 @@ pub(super) struct Sql {
     /// The channel appends notify on commit, and live readers listen on.
     pub(super) channel: String,
     pub(super) begin_append: String,
-    /// Prepares what a batch of appends reads under the lock.
+    /// Prepares by name what a batch of appends reads under the lock and its insert, for
+    /// the simple queries that run them with literal arguments.
     pub(super) prepare_head: String,
     pub(super) append: String,
     pub(super) stream_version: String,
@@ -53,8 +57,10 @@ impl Sql {
             ),
             channel,
             prepare_head: format!(
-                "PREPARE {HEAD_NAME} (text[], text[], text[]) AS {}",
-                spell(HEAD)
+                "PREPARE {HEAD_NAME} (text[], text[], text[]) AS {}; \
+                 PREPARE {APPEND_NAME} ({APPEND_TYPES}) AS {}",
+                spell(HEAD),
+                spell(APPEND)
             ),
             append: spell(APPEND),
             stream_version: spell(STREAM_VERSION),

@@ -126,6 +126,80 @@ fn text_array<'v>(values: impl Iterator<Item = Option<&'v str>>) -> String {
     sql
 }
 
+/// The most payload and metadata text an insert spells into its query (see
+/// [`inline_params`]); larger batches bind their parameters, one more round trip.
+const INLINE_LIMIT: usize = 16 * 1024;
+
+/// The name [`APPEND`] is prepared under on each pooled connection.
+pub(super) const APPEND_NAME: &str = "eventsource_append";
+
+/// The parameter types of [`APPEND`], for `PREPARE`.
+pub(super) const APPEND_TYPES: &str = "bigint[], text[], text[], bigint[], text[], bigint[], \
+     text[], text[], text[], bytea[], timestamptz, bigint, bytea, bigint, text[], text[], \
+     text[], bigint[], bigint[], bigint[]";
+
+/// The `bigint[]` literal of `values`.
+fn int_array(values: &[i64]) -> String {
+    let mut sql = String::from("ARRAY[");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&value.to_string());
+    }
+    sql.push_str("]::bigint[]");
+    sql
+}
+
+/// The `bytea` literal of `hash`.
+fn bytea(hash: &ChainHash) -> String {
+    format!("E'\\\\x{hash}'::bytea")
+}
+
+/// The arguments of [`APPEND`] for `plan`, as literals, in its parameters' order.
+fn inline_params(
+    plan: &Plan<'_>,
+    micros: i64,
+    last_position: i64,
+    last_hash: &ChainHash,
+) -> String {
+    let texts = |values: &[&str]| text_array(values.iter().map(|v| Some(*v)));
+    let hashes = plan.hashes.iter().map(bytea).collect::<Vec<_>>().join(",");
+    [
+        int_array(&plan.positions),
+        texts(&plan.aggregate_types),
+        texts(&plan.stream_ids),
+        int_array(&plan.versions),
+        texts(&plan.event_types),
+        int_array(&plan.event_versions),
+        text_array(plan.event_ids.iter().map(|id| Some(id.as_str()))),
+        texts(&plan.payloads),
+        texts(&plan.metadata),
+        format!("ARRAY[{hashes}]::bytea[]"),
+        format!("timestamptz 'epoch' + {micros} * interval '1 microsecond'"),
+        last_position.to_string(),
+        bytea(last_hash),
+        plan.positions.len().to_string(),
+        texts(&plan.command_ids),
+        texts(&plan.command_aggregate_types),
+        texts(&plan.command_stream_ids),
+        int_array(&plan.command_versions),
+        int_array(&plan.command_firsts),
+        int_array(&plan.command_counts),
+    ]
+    .join(", ")
+}
+
+/// The events and commands [`APPEND`] inserted, from the answer of its `EXECUTE`.
+fn counts(messages: &[SimpleQueryMessage]) -> Option<(i64, i64)> {
+    let row = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    })?;
+    let count = |i: usize| row.get(i)?.parse().ok();
+    Some((count(0)?, count(1)?))
+}
+
 /// The one round trip that begins a batch's transaction: `BEGIN`, `NOTIFY`, the append
 /// lock, then [`HEAD`] for the batch's appends. A simple query, so the statements run in
 /// order without waiting for the client; [`HEAD`] runs once the lock is granted and sees
@@ -418,6 +492,15 @@ impl<'c> AppendTransaction<'c> {
         self.open = false;
         self.client.batch_execute("COMMIT")
     }
+
+    /// Runs `query`, which ends with `COMMIT`. After an `ERROR` answer the transaction
+    /// may still be open (aborted, the statements after the failed one skipped): it is
+    /// rolled back on drop.
+    fn commit_after(mut self, query: &str) -> Result<Vec<SimpleQueryMessage>, postgres::Error> {
+        let answer = self.client.simple_query(query);
+        self.open = matches!(&answer, Err(e) if !commit_outcome_unknown(e));
+        answer
+    }
 }
 
 impl Drop for AppendTransaction<'_> {
@@ -539,66 +622,81 @@ impl Conn {
                 .map(|o| o.map_err(AppendFailure::Failed))
                 .collect());
         }
-        let hashes: Vec<&[u8]> = plan.hashes.iter().map(|h| &h.as_bytes()[..]).collect();
         let (last_position, last_hash) = match (plan.positions.last(), plan.hashes.last()) {
-            (Some(position), Some(hash)) => (*position, &hash.as_bytes()[..]),
+            (Some(position), Some(hash)) => (*position, hash),
             // Only commands without events: the chain stays where it is.
-            _ => (sql_int(head.last_position), &head.last_hash.as_bytes()[..]),
+            _ => (sql_int(head.last_position), &head.last_hash),
         };
-        let recorded_at = Timestamp::from_micros(head.micros).to_system_time();
         let count = sql_int(plan.positions.len() as u64);
-        let params: [&(dyn ToSql + Sync); 20] = [
-            &plan.positions,
-            &plan.aggregate_types,
-            &plan.stream_ids,
-            &plan.versions,
-            &plan.event_types,
-            &plan.event_versions,
-            &plan.event_ids,
-            &plan.payloads,
-            &plan.metadata,
-            &hashes,
-            &recorded_at,
-            &last_position,
-            &last_hash,
-            &count,
-            &plan.command_ids,
-            &plan.command_aggregate_types,
-            &plan.command_stream_ids,
-            &plan.command_versions,
-            &plan.command_firsts,
-            &plan.command_counts,
-        ];
-        let row = tx.client.query_one(&stmts.append, &params)?;
-        let inserted: i64 = row.try_get(0)?;
-        let recorded: i64 = row.try_get(1)?;
-        if inserted != count || recorded != sql_int(plan.command_ids.len() as u64) {
-            return Err(BatchFailure::Store(StoreError::NotAStore {
-                path: PathBuf::from(&sql.schema),
-                reason: format!("an append inserted {inserted} of {count} events"),
-            }));
-        }
-        let committed = tx.commit();
-        let mut commit_error = match committed {
-            Ok(()) => None,
-            Err(error) if commit_outcome_unknown(&error) => Some(StoreError::Postgres(error)),
-            // Rolled back: each append is tried again alone.
-            Err(error) if plan.accepted > 1 => return Err(BatchFailure::Driver(error)),
-            Err(error) => {
-                let mut error = Some(error);
-                return Ok(plan
-                    .outcomes
-                    .into_iter()
-                    .map(|outcome| match outcome {
-                        Ok(_) => Err(AppendFailure::Failed(match error.take() {
-                            Some(e) => pg(e),
-                            None => AppendError::Store(StoreError::Interrupted),
-                        })),
-                        Err(e) => Err(AppendFailure::Failed(e)),
-                    })
-                    .collect());
+        let commands = sql_int(plan.command_ids.len() as u64);
+        let inline = plan
+            .payloads
+            .iter()
+            .chain(&plan.metadata)
+            .map(|text| text.len())
+            .sum::<usize>()
+            <= INLINE_LIMIT;
+        let committed = if inline {
+            // The insert and COMMIT in one round trip. An `ERROR` answer (to either)
+            // means nothing is stored; any other failure leaves the outcome open.
+            let query = format!(
+                "EXECUTE {APPEND_NAME}({}); COMMIT",
+                inline_params(&plan, head.micros, last_position, last_hash)
+            );
+            match tx.commit_after(&query) {
+                Ok(messages) => match counts(&messages) {
+                    Some(found) if found == (count, commands) => Ok(()),
+                    _ => Err(StoreError::NotAStore {
+                        path: PathBuf::from(&sql.schema),
+                        reason: format!(
+                            "an append's insert of {count} events answered unexpectedly"
+                        ),
+                    }),
+                },
+                Err(error) if commit_outcome_unknown(&error) => Err(StoreError::Postgres(error)),
+                Err(error) => return Err(BatchFailure::Driver(error)),
+            }
+        } else {
+            let hashes: Vec<&[u8]> = plan.hashes.iter().map(|h| &h.as_bytes()[..]).collect();
+            let recorded_at = Timestamp::from_micros(head.micros).to_system_time();
+            let params: [&(dyn ToSql + Sync); 20] = [
+                &plan.positions,
+                &plan.aggregate_types,
+                &plan.stream_ids,
+                &plan.versions,
+                &plan.event_types,
+                &plan.event_versions,
+                &plan.event_ids,
+                &plan.payloads,
+                &plan.metadata,
+                &hashes,
+                &recorded_at,
+                &last_position,
+                &&last_hash.as_bytes()[..],
+                &count,
+                &plan.command_ids,
+                &plan.command_aggregate_types,
+                &plan.command_stream_ids,
+                &plan.command_versions,
+                &plan.command_firsts,
+                &plan.command_counts,
+            ];
+            let row = tx.client.query_one(&stmts.append, &params)?;
+            let (inserted, recorded): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if (inserted, recorded) != (count, commands) {
+                return Err(BatchFailure::Store(StoreError::NotAStore {
+                    path: PathBuf::from(&sql.schema),
+                    reason: format!("an append inserted {inserted} of {count} events"),
+                }));
+            }
+            match tx.commit() {
+                Ok(()) => Ok(()),
+                Err(error) if commit_outcome_unknown(&error) => Err(StoreError::Postgres(error)),
+                // Rolled back: definite.
+                Err(error) => return Err(BatchFailure::Driver(error)),
             }
         };
+        let mut commit_error = committed.err();
         let unknown = commit_error.is_some();
         Ok(plan
             .outcomes
