@@ -116,8 +116,9 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// first makes the insert violate `commands_pkey`, which is reported the same way.
 ///
 /// The price: appends to one store are serialised, each transaction holding the lock
-/// for three round trips (`BEGIN`, the lock and the reads in one; the insert; `COMMIT`)
-/// and its WAL flush. Appends made at the same time through one `PostgresStore` share
+/// for two round trips (`BEGIN`, the lock and the reads in one; the insert and `COMMIT`
+/// in the other, with the arguments spelled into the query as literals; a batch of more
+/// than 16 KiB of JSON binds them instead, in one more round trip) and its WAL flush. Appends made at the same time through one `PostgresStore` share
 /// that cost (group commit, as [`SqliteStore`](crate::SqliteStore) does): the first
 /// thread to find no commit under way takes every append queued so far into one
 /// transaction, decides each in order as it would alone (its own conflict, duplicate

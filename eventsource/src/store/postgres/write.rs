@@ -473,6 +473,27 @@ fn closed_error(client: &mut Client) -> StoreError {
     }
 }
 
+/// Each append's outcome once its batch's COMMIT was answered (`commit_error` `None`) or
+/// went unanswered: then every accepted append may be stored, and is looked up later.
+fn settle(
+    outcomes: Vec<Outcome>,
+    mut commit_error: Option<StoreError>,
+    client: &mut Client,
+) -> Vec<Result<AppendResult, AppendFailure>> {
+    let unknown = commit_error.is_some();
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(appended) if unknown => Err(AppendFailure::CommitUnknown(Box::new(CommitUnknown {
+                if_committed: appended,
+                error: commit_error.take().unwrap_or_else(|| closed_error(client)),
+            }))),
+            Ok(appended) => Ok(appended),
+            Err(e) => Err(AppendFailure::Failed(e)),
+        })
+        .collect()
+}
+
 /// The transaction of an append, begun together with the append lock in one round
 /// trip; rolled back on drop unless committed.
 struct AppendTransaction<'c> {
@@ -696,22 +717,7 @@ impl Conn {
                 Err(error) => return Err(BatchFailure::Driver(error)),
             }
         };
-        let mut commit_error = committed.err();
-        let unknown = commit_error.is_some();
-        Ok(plan
-            .outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Ok(appended) if unknown => {
-                    Err(AppendFailure::CommitUnknown(Box::new(CommitUnknown {
-                        if_committed: appended,
-                        error: commit_error.take().unwrap_or_else(|| closed_error(client)),
-                    })))
-                }
-                Ok(appended) => Ok(appended),
-                Err(e) => Err(AppendFailure::Failed(e)),
-            })
-            .collect())
+        Ok(settle(plan.outcomes, committed.err(), client))
     }
 
     /// Turns a failed insert into the error of the event (or command) that caused it,
