@@ -650,13 +650,15 @@ impl Conn {
         };
         let count = sql_int(plan.positions.len() as u64);
         let commands = sql_int(plan.command_ids.len() as u64);
-        let inline = plan
-            .payloads
-            .iter()
-            .chain(&plan.metadata)
-            .map(|text| text.len())
-            .sum::<usize>()
-            <= INLINE_LIMIT;
+        let texts = || {
+            plan.payloads
+                .iter()
+                .chain(&plan.metadata)
+                .chain(&plan.event_types)
+        };
+        // A query cannot carry NUL; such a text is bound, and refused by the server.
+        let inline = texts().map(|text| text.len()).sum::<usize>() <= INLINE_LIMIT
+            && !texts().any(|text| text.contains('\0'));
         let committed = if inline {
             // The insert and COMMIT in one round trip. An `ERROR` answer (to either)
             // means nothing is stored; any other failure leaves the outcome open.
