@@ -2,6 +2,8 @@
 
 use std::error::Error;
 use std::path::Path;
+use std::sync::Barrier;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use eventsource::{
@@ -72,6 +74,67 @@ fn measure<S: EventStore>(store: &S, o: &Options) -> Result<[f64; 3]> {
     Ok([single_rate, batch_rate, rate(total, best)])
 }
 
+/// Single-event appends from `threads` threads sharing one store handle, each on a
+/// stream of its own (`ExpectedVersion::Exact`, as a command appends): appends per second.
+fn threaded_appends<S: EventStore + Sync>(
+    store: &S,
+    threads: u64,
+    total: u64,
+    round: &str,
+) -> Result<f64> {
+    let per_thread = (total / threads).max(1);
+    let barrier = Barrier::new(usize::try_from(threads)?);
+    let started = thread::scope(|scope| -> Result<Instant, String> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                scope.spawn(move || -> Result<Instant, String> {
+                    let stream = StreamId::new("ledger", format!("{round}-t{threads}-{t}"));
+                    let mut version = Version::NONE;
+                    barrier.wait();
+                    let started = Instant::now();
+                    for i in 0..per_thread {
+                        let event = NewEvent::from_event(&PaymentMade::nth(i))
+                            .map_err(|e| e.to_string())?;
+                        version = store
+                            .append(&stream, ExpectedVersion::Exact(version), &[event])
+                            .map_err(|e| e.to_string())?
+                            .stream_version;
+                    }
+                    Ok(started)
+                })
+            })
+            .collect();
+        let mut first = None::<Instant>;
+        for worker in workers {
+            let started = worker.join().map_err(|_| "an append thread panicked")??;
+            first = Some(first.map_or(started, |f| f.min(started)));
+        }
+        first.ok_or_else(|| "no thread ran".to_owned())
+    })?;
+    Ok(rate(per_thread * threads, started.elapsed()))
+}
+
+/// Single-event appends from 1, 2, 4 and 8 threads on one PostgreSQL store handle,
+/// against one thread (group commit).
+fn thread_rows(store: &PostgresStore, o: &Options) -> Result {
+    let total = o.scaled(4_000, 400);
+    let mut one = None;
+    for threads in [1, 2, 4, 8] {
+        let r = threaded_appends(store, threads, total, "scale")?;
+        let base = *one.get_or_insert(r);
+        row(
+            &format!(
+                "P. PostgreSQL single-event appends, {threads} thread(s), one handle (appends/s)"
+            ),
+            &format!("{r:.0}"),
+            "",
+            &format!("{:.2}x one thread", r / base.max(1e-9)),
+        );
+    }
+    Ok(())
+}
+
 /// P: appends and loads on PostgreSQL next to SQLite (`synchronous=FULL`, as durable as
 /// PostgreSQL's default commit).
 pub fn bench(o: &Options, dir: &Path) -> Result {
@@ -88,7 +151,9 @@ pub fn bench(o: &Options, dir: &Path) -> Result {
         url: url.clone(),
         name: format!("es_bench_{}", std::process::id()),
     };
-    let pg = measure(&PostgresStore::connect_with_schema(url, &schema.name)?, o)?;
+    let pg_store = PostgresStore::connect_with_schema(url, &schema.name)?;
+    thread_rows(&pg_store, o)?;
+    let pg = measure(&pg_store, o)?;
     let path = dir.join("p.db");
     let sqlite =
         SqliteStore::open_with(&path, SqliteOptions::new().synchronous(Synchronous::Full))?;

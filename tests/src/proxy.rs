@@ -3,7 +3,9 @@
 //! server's.
 //!
 //! The proxy does not parse the protocol: it recognises the simple-query message the
-//! store sends to commit (`Q`, length 11, `COMMIT\0`) in the bytes going to the server.
+//! store sends to commit (`Q`, length 11, `COMMIT\0`), or a simple query that ends with
+//! `; COMMIT` (the insert and the commit in one message), in the bytes going to the
+//! server.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -17,6 +19,9 @@ use postgres::config::Host;
 
 /// The simple-query message `COMMIT`, as the driver sends it.
 const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+
+/// The end of a simple query whose last statement is `COMMIT`.
+const ENDS_WITH_COMMIT: &[u8] = b"; COMMIT\0";
 
 /// What the proxy does to the next COMMIT once armed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +192,11 @@ fn client_to_server(
         let chunk = &buf[..n];
         let mut window = std::mem::take(&mut tail);
         window.extend_from_slice(chunk);
-        if window.windows(COMMIT.len()).any(|w| w == COMMIT) {
+        if window.windows(COMMIT.len()).any(|w| w == COMMIT)
+            || window
+                .windows(ENDS_WITH_COMMIT.len())
+                .any(|w| w == ENDS_WITH_COMMIT)
+        {
             let fault = shared
                 .armed
                 .lock()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eventsource::{
     AppendError, EventStore, ExpectedVersion, NewEvent, Position, PostgresOptions, PostgresStore,
-    ReadError, StoreError, StreamId,
+    ReadError, StoreError, StreamId, Version,
 };
 use eventsource_tests::pg::{self, TestSchema};
 
@@ -44,17 +44,23 @@ fn the_pool_never_opens_more_than_its_maximum() -> TestResult {
         let writers: Vec<_> = (0..8)
             .map(|w| {
                 let store = Arc::clone(&store);
-                scope.spawn(move || -> Result<(), AppendError> {
-                    let stream = StreamId::new("note", format!("w{w}"));
-                    for _ in 0..40 {
-                        store.append(
-                            &stream,
-                            ExpectedVersion::Any,
-                            &[NewEvent::new("note.added", 1, "{}")],
-                        )?;
-                    }
-                    Ok(())
-                })
+                // Appends made at once share one connection (group commit); the reads
+                // between them take connections of their own.
+                scope.spawn(
+                    move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                        let stream = StreamId::new("note", format!("w{w}"));
+                        for _ in 0..40 {
+                            store.append(
+                                &stream,
+                                ExpectedVersion::Any,
+                                &[NewEvent::new("note.added", 1, "{}")],
+                            )?;
+                            store.stream_version(&stream)?;
+                            assert!(store.read_stream(&stream, Version::new(1)).count() > 0);
+                        }
+                        Ok(())
+                    },
+                )
             })
             .collect();
         while writers.iter().any(|w| !w.is_finished()) {
@@ -62,7 +68,10 @@ fn the_pool_never_opens_more_than_its_maximum() -> TestResult {
             thread::sleep(Duration::from_millis(5));
         }
         for writer in writers {
-            writer.join().map_err(|_| "a writer panicked")??;
+            writer
+                .join()
+                .map_err(|_| "a writer panicked")?
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     })?;

@@ -5,17 +5,44 @@ use postgres::types::ToSql;
 use super::read::{
     self, decode_data, decode_row, decode_row_with_stream, filtered_row, query_filtered,
 };
-use super::write::Batch;
 use super::{FILTERED_PAGE, PostgresStore, sql_int};
 use crate::chain::{ChainHead, VersionGap};
 use crate::error::{AppendError, ReadError, StoreError};
 use crate::event::{NewEvent, Timestamp};
 use crate::snapshot::Snapshot;
+use crate::store::encode::{content_digests, encode_metadata};
+use crate::store::group_commit::Request;
 use crate::store::{
     AppendResult, ChainVisitor, CommandRecord, DataVisitor, EventFilter, EventStore, StreamInfo,
     Visitor,
 };
 use crate::version::{ExpectedVersion, Position, StreamId, Version};
+
+impl PostgresStore {
+    /// Checks the payloads and prepares what the commit writes (metadata as JSON, the
+    /// chain's content digests), outside the append lock; then hands the append to the
+    /// group commit.
+    fn submit(
+        &self,
+        command: Option<&str>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        stream.validate().map_err(StoreError::from)?;
+        let metadata = encode_metadata(stream, events)?;
+        let contents = content_digests(stream, events, &metadata)?;
+        let request = Request {
+            stream,
+            expected,
+            events,
+            command,
+            metadata: &metadata,
+            contents: &contents,
+        };
+        self.group.append(request, &|batch| self.commit(batch))
+    }
+}
 
 impl EventStore for PostgresStore {
     fn append(
@@ -25,7 +52,6 @@ impl EventStore for PostgresStore {
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
         stream.validate().map_err(StoreError::from)?;
-        let batch = Batch::new(stream, events)?;
         if events.is_empty() {
             let actual = self.stream_version(stream)?;
             if !expected.matches(actual) {
@@ -41,7 +67,7 @@ impl EventStore for PostgresStore {
                 recorded_at: Timestamp::now(),
             });
         }
-        self.append_batch(None, stream, expected, &batch)
+        self.submit(None, stream, expected, events)
     }
 
     fn append_command(
@@ -51,10 +77,8 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendResult, AppendError> {
-        stream.validate().map_err(StoreError::from)?;
-        let batch = Batch::new(stream, events)?;
         // Even without events: the command is recorded, under the lock.
-        self.append_batch(Some(command_id), stream, expected, &batch)
+        self.submit(Some(command_id), stream, expected, events)
     }
 
     fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {

@@ -26,10 +26,11 @@ use self::statements::{Conn, Sql, Statements};
 use self::tls::Connector;
 #[cfg(feature = "tls")]
 pub use self::tls::PostgresTls;
-use self::write::{AppendFailure, Batch, find_batch};
-use super::{AppendResult, EventFilter};
+use self::write::{AppendFailure, find_batch};
+use super::EventFilter;
+use super::group_commit::{GroupCommit, Outcome, Request};
 use crate::error::{AppendError, StoreError};
-use crate::version::{ExpectedVersion, Position, StreamId};
+use crate::version::Position;
 
 /// The schema [`PostgresStore::connect`] uses.
 const DEFAULT_SCHEMA: &str = "public";
@@ -91,8 +92,8 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// after a transaction that took a larger one).
 ///
 /// So every append takes a transaction-scoped advisory lock on the table
-/// (`pg_advisory_xact_lock`, keyed by the table's oid), then, in one statement, reads the
-/// stream's version and `max(position)`, checks the expected version and inserts at
+/// (`pg_advisory_xact_lock`, keyed by the table's oid), then reads the last position,
+/// its chain hash and the streams' versions, checks the expected versions and inserts at
 /// `max(position) + 1, ...`. PostgreSQL makes a commit
 /// visible before it releases the transaction's locks, so the next append sees it and
 /// commits after it: commit order is position order. Hence the events any snapshot sees
@@ -114,16 +115,26 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// restarts, with nothing stored. A writer that bypassed the lock and recorded the id
 /// first makes the insert violate `commands_pkey`, which is reported the same way.
 ///
-/// The price: appends to one store are serialised, each holding the lock for two round
-/// trips (the insert and the commit) and its WAL flush. Throughput is bounded by that
-/// latency, not by the number of writers (about a thousand single-event appends a second
-/// on a local server): batch events into one append where the domain allows. A writer
-/// that stalls inside its transaction holds everyone else up, so set
-/// `idle_in_transaction_session_timeout` on the server.
+/// The price: appends to one store are serialised, each transaction holding the lock
+/// for two round trips (`BEGIN`, the lock and the reads in one; the insert and `COMMIT`
+/// in the other, with the arguments spelled into the query as literals; a batch of more
+/// than 16 KiB of JSON binds them instead, in one more round trip) and its WAL flush. Appends made at the same time through one `PostgresStore` share
+/// that cost (group commit, as [`SqliteStore`](crate::SqliteStore) does): the first
+/// thread to find no commit under way takes every append queued so far into one
+/// transaction, decides each in order as it would alone (its own conflict, duplicate
+/// command or refused event, never the others'), and inserts the accepted ones in one
+/// statement. An insert the database refuses (a repeated event id, JSON that `JSONB`
+/// cannot hold) fails the whole transaction; each of its appends is then tried again
+/// alone, so each gets its own outcome. Throughput across processes is still bounded by
+/// that latency: share one handle between threads, and batch events into one append
+/// where the domain allows. A writer that stalls inside its transaction holds everyone
+/// else up, so set `idle_in_transaction_session_timeout` on the server.
 ///
 /// # A commit whose answer is lost
 /// When the connection breaks after COMMIT was sent (the server or a proxy closed it,
-/// the backend was terminated), the append may be stored even though no answer came.
+/// the backend was terminated), the append may be stored even though no answer came;
+/// so may every other append of its group commit, each of which is looked up the same
+/// way.
 /// The store then finds out on a new connection: it takes the append lock, which the
 /// broken session held until its transaction ended, so that transaction has committed or
 /// rolled back for good; then it looks up the batch's event ids (and the command's row),
@@ -174,6 +185,7 @@ pub struct PostgresStore {
     schema: String,
     sql: Sql,
     pool: Pool,
+    group: GroupCommit,
 }
 
 /// A client closes its connection by blocking on a runtime of its own, which panics on
@@ -291,6 +303,7 @@ impl PostgresStore {
             schema: schema.to_owned(),
             sql,
             pool: Pool::new(first, &options),
+            group: GroupCommit::default(),
         })
     }
 
@@ -364,57 +377,96 @@ impl PostgresStore {
         })
     }
 
-    /// Runs an append on a pooled connection; when its COMMIT went unanswered, finds out
-    /// on new connections whether it is stored (see [`find_batch`]), trying again with
-    /// growing pauses for up to [`LOOKUP_TIMEOUT`].
-    fn append_batch(
-        &self,
-        command: Option<&str>,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        batch: &Batch<'_>,
-    ) -> Result<AppendResult, AppendError> {
+    /// Writes a batch of appends (see `group_commit`) in one transaction on a pooled
+    /// connection, one outcome per append. When the COMMIT went unanswered, finds out on
+    /// new connections whether each append is stored (see [`find_batch`]), trying again
+    /// with growing pauses for up to [`LOOKUP_TIMEOUT`] in all.
+    fn commit(&self, batch: &[Request<'_>]) -> Vec<Outcome> {
         let _span = trace_span!(
             "eventsource.append",
             backend = "postgres",
-            stream = %stream,
-            events = batch.len(),
-            command_id = command,
+            appends = batch.len(),
+            events = batch.iter().map(|r| r.events.len()).sum::<usize>(),
         );
-        let unknown =
-            match self.with_conn(|conn| conn.append(&self.sql, command, stream, expected, batch)) {
-                Ok(appended) => return Ok(appended),
-                Err(AppendFailure::Failed(e)) => return Err(e),
-                Err(AppendFailure::CommitUnknown(unknown)) => unknown,
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut rest = batch;
+        // A connection that cannot be had fails the first append only; the others try
+        // again (nothing of them was sent), so each gets an error of its own.
+        let results = loop {
+            let Some((_, others)) = rest.split_first() else {
+                return outcomes;
             };
+            match self.pool.acquire(|| self.open()) {
+                Ok(mut conn) => break conn.append(&self.sql, rest),
+                Err(e) => {
+                    outcomes.push(Err(AppendError::Store(e)));
+                    rest = others;
+                }
+            }
+        };
+        let mut unknown = Vec::new();
+        for (request, result) in rest.iter().zip(results) {
+            outcomes.push(match result {
+                Ok(appended) => Ok(appended),
+                Err(AppendFailure::Failed(e)) => Err(e),
+                Err(AppendFailure::CommitUnknown(commit)) => {
+                    unknown.push((outcomes.len(), request, commit));
+                    // Replaced below.
+                    Err(AppendError::Store(StoreError::Interrupted))
+                }
+            });
+        }
+        if !unknown.is_empty() {
+            for (i, outcome) in self.resolve(unknown) {
+                outcomes[i] = outcome;
+            }
+        }
+        outcomes
+    }
+
+    /// Whether the appends whose COMMIT went unanswered are stored, looked up on new
+    /// connections: the result of each that is; the driver's error for each that is
+    /// not (definite); [`AppendError::Unknown`] for each still open at the deadline.
+    fn resolve(
+        &self,
+        mut open: Vec<(usize, &Request<'_>, Box<write::CommitUnknown>)>,
+    ) -> Vec<(usize, Outcome)> {
+        let mut resolved = Vec::with_capacity(open.len());
         let deadline = Instant::now() + LOOKUP_TIMEOUT;
         let mut pause = Duration::from_millis(50);
         loop {
-            let found = self.connect_for_lookup().and_then(|mut client| {
-                find_batch(
-                    &mut client,
-                    &self.sql,
-                    command,
-                    stream,
-                    batch,
-                    &unknown.if_committed,
-                )
-            });
-            match found {
-                Ok(Some(appended)) => return Ok(appended),
-                // Rolled back: the error is as definite as any other.
-                Ok(None) => return Err(pg(unknown.error)),
-                Err(_) if Instant::now() + pause < deadline => {
-                    thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                Err(_) => {
-                    return Err(AppendError::Unknown {
-                        stream: stream.clone(),
-                        source: StoreError::Postgres(unknown.error),
-                    });
-                }
+            if let Ok(mut client) = self.connect_for_lookup() {
+                open.retain_mut(|(i, request, commit)| {
+                    match find_batch(&mut client, &self.sql, request, &commit.if_committed) {
+                        Ok(Some(appended)) => resolved.push((*i, Ok(appended))),
+                        // Rolled back: the error is as definite as any other.
+                        Ok(None) => {
+                            let error =
+                                std::mem::replace(&mut commit.error, StoreError::Interrupted);
+                            resolved.push((*i, Err(AppendError::Store(error))));
+                        }
+                        Err(_) => return true,
+                    }
+                    false
+                });
             }
+            if open.is_empty() {
+                return resolved;
+            }
+            if Instant::now() + pause >= deadline {
+                resolved.extend(open.into_iter().map(|(i, request, commit)| {
+                    (
+                        i,
+                        Err(AppendError::Unknown {
+                            stream: request.stream.clone(),
+                            source: commit.error,
+                        }),
+                    )
+                }));
+                return resolved;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -469,6 +521,7 @@ mod tests {
                 .ends_with("NOTIFY eventsource_42; SELECT pg_advisory_xact_lock(1163088451, 42)")
         );
         for statement in [
+            &sql.prepare_head,
             &sql.append,
             &sql.stream_version,
             &sql.read_stream,

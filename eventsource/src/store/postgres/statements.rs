@@ -8,7 +8,10 @@ use super::read::{
     LIST_STREAMS_AFTER, LIST_STREAMS_FIRST, LOAD_SNAPSHOT, READ_ALL, READ_COMMAND, READ_STREAM,
     REPLAY_STREAM, STREAM_VERSION,
 };
-use super::write::{APPEND, CHECK_JSON, FIND_EVENTS, SAVE_SNAPSHOT, STORED_IDS};
+use super::write::{
+    APPEND, APPEND_NAME, APPEND_TYPES, CHECK_JSON, FIND_EVENTS, HEAD, HEAD_NAME, SAVE_SNAPSHOT,
+    STORED_IDS,
+};
 
 /// The statements of one store, with its schema spelled in.
 #[derive(Debug)]
@@ -18,6 +21,9 @@ pub(super) struct Sql {
     /// The channel appends notify on commit, and live readers listen on.
     pub(super) channel: String,
     pub(super) begin_append: String,
+    /// Prepares by name what a batch of appends reads under the lock and its insert, for
+    /// the simple queries that run them with literal arguments.
+    pub(super) prepare_head: String,
     pub(super) append: String,
     pub(super) stream_version: String,
     pub(super) read_stream: String,
@@ -50,6 +56,12 @@ impl Sql {
                 table_oid.cast_signed()
             ),
             channel,
+            prepare_head: format!(
+                "PREPARE {HEAD_NAME} (text[], text[], text[]) AS {}; \
+                 PREPARE {APPEND_NAME} ({APPEND_TYPES}) AS {}",
+                spell(HEAD),
+                spell(APPEND)
+            ),
             append: spell(APPEND),
             stream_version: spell(STREAM_VERSION),
             read_stream: spell(READ_STREAM),
@@ -80,6 +92,7 @@ pub(super) struct Statements {
 
 impl Statements {
     pub(super) fn prepare(client: &mut Client, sql: &Sql) -> Result<Self, postgres::Error> {
+        client.batch_execute(&sql.prepare_head)?;
         Ok(Statements {
             append: client.prepare(&sql.append)?,
             stream_version: client.prepare(&sql.stream_version)?,
