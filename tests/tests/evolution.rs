@@ -243,6 +243,54 @@ fn an_event_stored_three_versions_ago_decodes_through_the_chain() -> TestResult 
 }
 
 #[test]
+fn payload_steps_then_a_rename_then_payload_steps_again_run_in_order() -> TestResult {
+    // Two payload steps on an old type, a rename into a current type, then that type's
+    // own payload step and typed chain: the replay runs the payload steps on one JSON
+    // value and hands over to the general path at the rename.
+    let tmp = TempStore::new()?;
+    let store = SqliteStore::open(&tmp.path)?;
+    append(
+        &store,
+        "legacy",
+        &[
+            NewEvent::new("AccountCreated", 1, r#"{"name":"lea"}"#),
+            NewEvent::new("legacy.credit", 1, r#"{"pennies":40}"#),
+        ],
+    )?;
+    let upcasters = upcasters()
+        .payload("legacy.credit", 1, |p| {
+            Ok(json!({ "p": p["pennies"].clone() }))
+        })
+        .payload("legacy.credit", 2, |p| {
+            Ok(json!({ "cents": p["p"].clone() }))
+        })
+        .rename("legacy.credit", 3, "money.deposited", 1);
+    let accounts = Repository::<Account, _>::new(&store).with_upcasters(upcasters)?;
+    let acc = accounts.load("legacy")?;
+    assert_eq!((acc.state.balance, acc.state.deposits), (40, 1));
+
+    // A panic in the second payload step names that step.
+    let panicking = self::upcasters()
+        .payload("legacy.credit", 1, |p| {
+            Ok(json!({ "p": p["pennies"].clone() }))
+        })
+        .payload("legacy.credit", 2, |_| panic!("step two"))
+        .rename("legacy.credit", 3, "money.deposited", 1);
+    let accounts = Repository::<Account, _>::new(&store).with_upcasters(panicking)?;
+    match accounts.load("legacy") {
+        Err(ReadError::Upcast {
+            source: UpcastError::Panicked { upcaster, message },
+            ..
+        }) => {
+            assert_eq!(upcaster, EventKey::new("legacy.credit", 2));
+            assert_eq!(message, "step two");
+        }
+        other => panic!("expected the second step's panic, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
 fn a_typed_chain_decodes_an_old_name_only_at_its_old_version() {
     let decoded = AccountEvent::decode("AccountCreated", 1, Payload::Text(r#"{"name":"x"}"#));
     assert!(

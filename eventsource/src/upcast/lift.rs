@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::{RawEvent, Upcasters};
+use super::{RawEvent, Step, Upcasters};
 use crate::aggregate::EventSet;
 use crate::error::{ReadError, UpcastError};
 use crate::event::{DecodeFailure, EventKey, Payload, RecordedEvent, RecordedEventRef};
@@ -42,7 +42,7 @@ impl Upcasters {
             }
             let produced = guard(
                 || EventKey::new(event_type.as_str(), version),
-                || (entry.f)(raw),
+                || entry.step.run(raw),
             )??;
             if entry.check_outputs {
                 let undeclared = produced.iter().find(|out| {
@@ -180,7 +180,12 @@ impl Upcasters {
         f: &mut impl FnMut(E),
     ) -> Result<(), LiftError> {
         // The fast path of every replay: no upcaster (or none for this event).
-        if self.is_empty() || !self.handles(event_type, version) {
+        let first = if self.is_empty() {
+            None
+        } else {
+            self.entry(event_type, version)
+        };
+        let Some(mut entry) = first else {
             let decoded = guard(
                 || EventKey::new(event_type, version),
                 || E::decode(event_type, version, payload),
@@ -188,12 +193,38 @@ impl Upcasters {
             .map_err(LiftError::Upcast)?;
             f(decoded.map_err(LiftError::Decode)?);
             return Ok(());
-        }
-        let payload = match payload {
+        };
+        let mut payload = match payload {
             Payload::Text(text) => serde_json::from_str(text)
                 .map_err(|e| LiftError::Decode(DecodeFailure::Payload(e)))?,
             Payload::Value(value) => value,
         };
+        // A chain of payload steps runs on the one `Value`; anything else goes through
+        // `upcast` from where the chain is.
+        let mut version = version;
+        let mut steps = 0;
+        while let Step::Payload { f: step, next } = &entry.step {
+            steps += 1;
+            if steps > MAX_STEPS {
+                return Err(LiftError::Upcast(UpcastError::TooManySteps {
+                    steps: MAX_STEPS,
+                }));
+            }
+            payload = guard(|| EventKey::new(event_type, version), || step(payload))
+                .and_then(|lifted| lifted)
+                .map_err(LiftError::Upcast)?;
+            version = *next;
+            let Some(following) = self.entry(event_type, version) else {
+                let decoded = guard(
+                    || EventKey::new(event_type, version),
+                    || E::decode(event_type, version, Payload::Value(payload)),
+                )
+                .map_err(LiftError::Upcast)?;
+                f(decoded.map_err(LiftError::Decode)?);
+                return Ok(());
+            };
+            entry = following;
+        }
         let lifted = self
             .upcast(RawEvent::new(event_type, version, payload))
             .map_err(LiftError::Upcast)?;

@@ -51,6 +51,30 @@ impl RawEvent {
 }
 
 type UpcastFn = dyn Fn(RawEvent) -> Result<Vec<RawEvent>, UpcastError> + Send + Sync;
+type PayloadFn = dyn Fn(Value) -> Result<Value, UpcastError> + Send + Sync;
+
+/// What one upcaster does.
+enum Step {
+    /// The payload changed, the version one up, the type kept: a replay runs a chain of
+    /// these on one `Value`, without building a `RawEvent` or a `Vec` per step.
+    Payload { f: Box<PayloadFn>, next: u32 },
+    /// Anything: none, one or several events.
+    Events(Box<UpcastFn>),
+}
+
+impl Step {
+    /// Runs the step on `raw`.
+    fn run(&self, mut raw: RawEvent) -> Result<Vec<RawEvent>, UpcastError> {
+        match self {
+            Step::Payload { f, next } => {
+                raw.payload = f(raw.payload.take())?;
+                raw.event_version = *next;
+                Ok(vec![raw])
+            }
+            Step::Events(f) => f(raw),
+        }
+    }
+}
 
 /// One registered upcaster.
 struct Registered {
@@ -60,7 +84,7 @@ struct Registered {
     check_outputs: bool,
     /// For `Debug`: payload, rename, custom or discard.
     kind: &'static str,
-    f: Box<UpcastFn>,
+    step: Step,
 }
 
 /// The upcasters of a repository: functions keyed by the stored (type, version) they
@@ -146,13 +170,12 @@ impl Upcasters {
         F: Fn(Value) -> Result<Value, UpcastError> + Send + Sync + 'static,
     {
         let next = from_version.saturating_add(1);
-        let f = move |mut raw: RawEvent| {
-            raw.payload = f(raw.payload.take())?;
-            raw.event_version = next;
-            Ok(vec![raw])
-        };
         let outputs = vec![EventKey::new(event_type, next)];
-        self.register(event_type, from_version, outputs, false, "payload", f)
+        let step = Step::Payload {
+            f: Box::new(f),
+            next,
+        };
+        self.register_step(event_type, from_version, outputs, false, "payload", step)
     }
 
     /// [`Upcasters::payload`] for payloads that are JSON objects, the usual case: `f`
@@ -282,7 +305,7 @@ impl Upcasters {
     }
 
     fn register<F>(
-        mut self,
+        self,
         event_type: &str,
         version: u32,
         outputs: Vec<EventKey>,
@@ -293,6 +316,19 @@ impl Upcasters {
     where
         F: Fn(RawEvent) -> Result<Vec<RawEvent>, UpcastError> + Send + Sync + 'static,
     {
+        let step = Step::Events(Box::new(f));
+        self.register_step(event_type, version, outputs, check_outputs, kind, step)
+    }
+
+    fn register_step(
+        mut self,
+        event_type: &str,
+        version: u32,
+        outputs: Vec<EventKey>,
+        check_outputs: bool,
+        kind: &'static str,
+        step: Step,
+    ) -> Self {
         let versions = self.by_type.entry(event_type.to_owned()).or_default();
         match versions.entry(version) {
             // The first registration stays; `validate` reports the second.
@@ -302,7 +338,7 @@ impl Upcasters {
                     outputs,
                     check_outputs,
                     kind,
-                    f: Box::new(f),
+                    step,
                 });
             }
         }
