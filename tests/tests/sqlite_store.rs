@@ -301,7 +301,8 @@ fn a_long_replay_hands_the_writer_over_to_an_append_that_waits() -> TestResult {
     };
     let mut versions = Vec::new();
     let mut seen_appended_at = None;
-    store.replay_stream_with(&stream, Version::new(1), usize::MAX, &mut |event| {
+    // What a repository's load reads through (a hidden method of `EventStore`).
+    store.load_stream_with(&stream, Version::new(1), usize::MAX, &mut |event| {
         versions.push(event.version.get());
         if event.version.get() == 10 {
             started.wait();
@@ -345,5 +346,50 @@ fn every_connection_plans_its_statements_without_looking_at_bound_values() -> Te
     let on_writer = store.write(|tx| tx.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG))?;
     assert!(on_reader, "read connections");
     assert!(on_writer, "the writer connection");
+    Ok(())
+}
+
+#[test]
+fn a_visitor_of_a_replay_can_append_to_the_same_store() -> TestResult {
+    // `replay_stream_with` is public: its visitor may write (copying a stream into
+    // another, say). It reads on a read connection, so the append does not wait for the
+    // replay. Run on a thread of its own, so that a hang fails the test instead of
+    // blocking it.
+    let tmp = TempStore::new()?;
+    let path = tmp.path.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let copy = || -> Result<u64, Box<dyn std::error::Error>> {
+            let store = SqliteStore::open(&path)?;
+            let from = StreamId::new("note", "from");
+            let to = StreamId::new("note", "to");
+            store.append(
+                &from,
+                ExpectedVersion::NoStream,
+                &[note(1), note(2), note(3)],
+            )?;
+            let mut failed = None;
+            store.replay_stream_with(&from, Version::new(1), usize::MAX, &mut |event| {
+                let copied = NewEvent::new(
+                    event.event_type.to_owned(),
+                    event.event_version,
+                    event.payload.to_owned(),
+                );
+                if let Err(e) = store.append(&to, ExpectedVersion::Any, &[copied]) {
+                    failed = Some(e);
+                }
+                Ok(())
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            Ok(store.stream_version(&to)?.get())
+        };
+        let _ = done.send(copy().map_err(|e| e.to_string()));
+    });
+    let copied = finished
+        .recv_timeout(std::time::Duration::from_mins(1))
+        .map_err(|_| "the append inside the replay's visitor never returned")??;
+    assert_eq!(copied, 3);
     Ok(())
 }

@@ -341,7 +341,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut version = Version::NONE;
         let max_count = usize::try_from(to.get()).unwrap_or(usize::MAX);
         self.store
-            .replay_stream_with(&stream, Version::new(1), max_count, &mut |event| {
+            .load_stream_with(&stream, Version::new(1), max_count, &mut |event| {
                 self.apply_next(&stream, &mut state, &mut version, &event)
             })?;
         trace_record!(span, "version", version.get());
@@ -374,7 +374,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut beyond = false;
         let read = self
             .store
-            .replay_stream_with(stream, at, max_count, &mut |event| {
+            .load_stream_with(stream, at, max_count, &mut |event| {
                 if !at_found {
                     if event.version != at {
                         // A gap at `at`: the replay from the start reports it exactly.

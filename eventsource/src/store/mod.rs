@@ -311,6 +311,25 @@ pub trait EventStore: Send + Sync {
         self.read_stream_with(stream, from, max_count, &mut |e| visit(e.into()))
     }
 
+    /// Not public API: [`EventStore::replay_stream_with`] for a repository's load, whose
+    /// visitor only decodes and applies events and never writes to the store. A SQLite
+    /// store runs it on its writer connection when that is idle (its page cache survives
+    /// commits); a visitor that appended to the same store there would wait for itself.
+    /// The default forwards to `replay_stream_with`.
+    ///
+    /// # Errors
+    /// As [`EventStore::read_stream_with`].
+    #[doc(hidden)]
+    fn load_stream_with(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        visit: &mut DataVisitor<'_>,
+    ) -> Result<(), ReadError> {
+        self.replay_stream_with(stream, from, max_count, visit)
+    }
+
     /// The newest snapshot of `stream` taken at or before version `at_most`, with state
     /// version `state_version`. Snapshots live beside the events table, as a disposable
     /// cache. The default keeps no snapshots: it returns `None`. A stored row that is no
@@ -529,6 +548,9 @@ macro_rules! forward_event_store {
             }
             fn replay_stream_with(&self, stream: &StreamId, from: Version, max_count: usize, visit: &mut DataVisitor<'_>) -> Result<(), ReadError> {
                 (**self).replay_stream_with(stream, from, max_count, visit)
+            }
+            fn load_stream_with(&self, stream: &StreamId, from: Version, max_count: usize, visit: &mut DataVisitor<'_>) -> Result<(), ReadError> {
+                (**self).load_stream_with(stream, from, max_count, visit)
             }
             fn append_command(&self, command_id: &str, stream: &StreamId, expected: ExpectedVersion, events: &[NewEvent]) -> Result<AppendResult, AppendError> {
                 (**self).append_command(command_id, stream, expected, events)

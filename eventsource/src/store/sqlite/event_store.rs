@@ -92,6 +92,28 @@ impl SqliteStore {
         })
     }
 
+    /// The rows of a replay: what decoding needs of each event.
+    fn replay_rows(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        on_writer: bool,
+        visit: &mut DataVisitor<'_>,
+    ) -> Result<(), ReadError> {
+        self.stream_rows(REPLAY_STREAM, stream, from, max_count, on_writer, |row| {
+            let (position, version, event_type, event_version) = row_head(row)?;
+            visit(EventData {
+                position,
+                version,
+                event_type,
+                event_version,
+                payload: text(row, 4, position.get() as i64, "payload")?,
+            })?;
+            Ok(version)
+        })
+    }
+
     /// Checks the payloads and prepares what the commit writes (metadata as JSON, the
     /// chain's content digests), outside the writer's lock; then hands the append to the
     /// group commit.
@@ -214,17 +236,17 @@ impl EventStore for SqliteStore {
         max_count: usize,
         visit: &mut DataVisitor<'_>,
     ) -> Result<(), ReadError> {
-        self.stream_rows(REPLAY_STREAM, stream, from, max_count, true, |row| {
-            let (position, version, event_type, event_version) = row_head(row)?;
-            visit(EventData {
-                position,
-                version,
-                event_type,
-                event_version,
-                payload: text(row, 4, position.get() as i64, "payload")?,
-            })?;
-            Ok(version)
-        })
+        self.replay_rows(stream, from, max_count, false, visit)
+    }
+
+    fn load_stream_with(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max_count: usize,
+        visit: &mut DataVisitor<'_>,
+    ) -> Result<(), ReadError> {
+        self.replay_rows(stream, from, max_count, true, visit)
     }
 
     fn load_snapshot(
