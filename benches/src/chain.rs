@@ -32,7 +32,7 @@ fn open(dir: &Path, name: &str, chain: bool) -> Result<SqliteStore> {
 }
 
 /// Appends `total` events into one stream, `batch` per append; events/s.
-fn batches(store: &SqliteStore, total: u64, batch: u64) -> Result<f64> {
+pub fn batches(store: &SqliteStore, total: u64, batch: u64) -> Result<f64> {
     let stream = StreamId::new("ledger", "big");
     let t = Instant::now();
     let mut version = Version::NONE;

@@ -9,12 +9,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eventsource::{
-    EventStore, ExpectedVersion, NewEvent, Repository, Snapshot, SnapshotPolicy, SqliteOptions,
-    SqliteStore, StreamId, Synchronous, Timestamp, Version,
+    EventStore, Repository, Snapshot, SnapshotPolicy, SqliteOptions, SqliteStore, StreamId,
+    Synchronous, Timestamp, Version,
 };
 
 use crate::Options;
-use crate::domain::{Ledger, PaymentMade};
+use crate::domain::Ledger;
 use crate::raw::{self, Table};
 use crate::report::{
     cells, interleaved, median, peak_rss_mib, percentile_us, rate, ratio, reset_peak_rss,
@@ -151,20 +151,7 @@ pub fn batch_append(o: &Options, dir: &Path) -> Result {
         |_| {
             let path = fresh(dir, "b-ours")?;
             let store = open(&path, "NORMAL")?;
-            let stream = StreamId::new("ledger", "big");
-            let t = Instant::now();
-            let mut version = Version::NONE;
-            let mut n = 0;
-            while n < total {
-                let events = (n..n + batch)
-                    .map(|i| NewEvent::from_event(&PaymentMade::nth(i)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                version = store
-                    .append(&stream, ExpectedVersion::Exact(version), &events)?
-                    .stream_version;
-                n += batch;
-            }
-            Ok(rate(total, t.elapsed()))
+            crate::chain::batches(&store, total, batch)
         },
         |table, _| {
             let path = fresh_table(dir, &format!("b-{}", table.tag()), table)?;
